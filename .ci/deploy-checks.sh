@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Deployment checks: Helm chart, schemas, Dockerfiles, workflows, scripts, cargo-deny, and the
+# runtime image built with buildah from a static binary and run.
+#
+# Usage (from the repository root, as root on Debian; nothing needs Docker or GitHub):
+#   .ci/deploy-checks.sh [PATH_TO_STATIC_BINARY]
+# The binary may also be given as HALO_GATEWAY_BIN. Without either, it is built here with
+#   RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target x86_64-unknown-linux-gnu
+# (into $CARGO_TARGET_DIR, default target/; several minutes on 2 cores).
+# Other environment:
+#   ADVISORY_DB   RustSec advisory-db snapshot directory for an offline `cargo deny`
+#                 (default ../shared/advisory-db; when missing, cargo-deny fetches the live one)
+#   TOOLS         where the lint tools go (default .tools, git-ignored)
+#   SKIP_IMAGE=1  skip the static binary + buildah section
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+export DEBIAN_FRONTEND=noninteractive
+export CARGO_TERM_COLOR=never
+start_all=$SECONDS
+section_start=$SECONDS
+current=""
+section() {
+  if [ -n "$current" ]; then printf -- '---- %s: ok (%ss)\n' "$current" "$((SECONDS - section_start))"; fi
+  current=$1
+  section_start=$SECONDS
+  printf '\n==== %s ====\n' "$1"
+}
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+work=$(mktemp -d)
+image_ref=localhost/halo-gateway:deploy-checks
+ctr=""
+cleanup() {
+  if [ -n "$ctr" ]; then buildah rm "$ctr" >/dev/null 2>&1 || true; fi
+  if command -v buildah >/dev/null 2>&1; then buildah rmi "$image_ref" >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then fail "need root to apt-get install $*"; fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --------------------------------------------------------------------------------------------
+section "lint tools (helm, kubernetes-validate, hadolint, actionlint, shellcheck)"
+TOOLS=${TOOLS:-$root/.tools}
+export TOOLS
+installer="$here/../../shared/tools/install-lint-tools.sh"
+[ -f "$installer" ] || fail "lint tool installer not found at $installer"
+bash "$installer"
+export PATH="$TOOLS/bin:$PATH"
+
+chart=charts/halo-gateway
+kube_version=1.31.0
+release=cdrplatform-api-access
+
+# The command from Halo's Okta guide, with only the chart path changed (and Gateway__Upstream),
+# as `helm template`: upgrade-only flags (--reuse-values, --atomic) do not apply to template.
+okta_render() {
+  local OKTA_ISSUER_URI=https://example.okta.com/oauth2/aus1example
+  local VALID_AUDIENCE=api://halo
+  local HALO_DOMAIN=halo.example.com
+  helm template "$release" "$chart" --kube-version "$kube_version" \
+    --set configuration.AuthenticationScheme="Bearer" \
+    --set configuration.Authentication__Schemes__Bearer__Authority="${OKTA_ISSUER_URI:?}" \
+    --set configuration.Authentication__Schemes__Bearer__ValidIssuer="${OKTA_ISSUER_URI:?}" \
+    --set configuration.Authentication__Schemes__Bearer__ValidAudiences__0="${VALID_AUDIENCE:?}" \
+    --set strategy.type="Recreate" --set ingress.enabled=true \
+    --set ingress.tls.enabled=true --set ingress.tls.domain="${HALO_DOMAIN:?}" \
+    --set configuration.Gateway__Upstream=http://cdrplatform-api:8080
+}
+sidecar_values=$chart/examples/sidecar-values.yaml
+sidecar_render() { helm template cdrplatform-api "$chart" --kube-version "$kube_version" -f "$sidecar_values"; }
+# Every optional object on, to lint and validate the templates no default render reaches.
+full_args=(
+  --set configuration.Gateway__Upstream=http://cdrplatform-api:8080
+  --set autoscaling.enabled=true --set autoscaling.targetMemoryUtilizationPercentage=80
+  --set networkPolicy.enabled=true --set networkPolicy.egress.enabled=true
+  --set ingress.enabled=true --set ingress.className=nginx
+  --set ingress.tls.enabled=true --set ingress.tls.domain=halo.example.com --set ingress.tls.secretName=halo-tls
+  --set existingSecret=halo-gateway-secrets --set metrics.serviceMonitor.enabled=true
+  --set configFile='[gateway]'
+  --set 'extraEnv[0].name=Gateway__LogLevel' --set 'extraEnv[0].value=debug'
+)
+
+# --------------------------------------------------------------------------------------------
+section "helm lint --strict"
+helm lint --strict "$chart" --set configuration.Gateway__Upstream=http://cdrplatform-api:8080
+helm lint --strict "$chart" -f "$sidecar_values"
+helm lint --strict "$chart" "${full_args[@]}"
+okta_render >/dev/null
+
+# --------------------------------------------------------------------------------------------
+section "helm template (Okta guide command) + kubernetes-validate --strict $kube_version"
+okta_render > "$work/okta.yaml"
+kubernetes-validate --strict --quiet -k "$kube_version" "$work/okta.yaml"
+grep -q 'type: Recreate' "$work/okta.yaml" || fail "strategy.type=Recreate not rendered"
+grep -q 'rollingUpdate' "$work/okta.yaml" && fail "rollingUpdate rendered with strategy.type=Recreate"
+grep -q 'Authentication__Schemes__Bearer__ValidAudiences__0: api://halo' "$work/okta.yaml" \
+  || fail "configuration keys are not rendered verbatim"
+grep -q -- '- "halo.example.com"' "$work/okta.yaml" || fail "ingress TLS host missing"
+echo "okta render: $(grep -c '^kind:' "$work/okta.yaml") objects valid"
+
+# --------------------------------------------------------------------------------------------
+section "helm template (sidecar example) + kubernetes-validate --strict $kube_version"
+sidecar_render > "$work/sidecar.yaml"
+kubernetes-validate --strict --quiet -k "$kube_version" "$work/sidecar.yaml"
+grep -q 'Gateway__Upstream: http://127.0.0.1:8080' "$work/sidecar.yaml" || fail "sidecar upstream is not loopback"
+diff -u "$chart/examples/sidecar-rendered.yaml" "$work/sidecar.yaml" \
+  || fail "$chart/examples/sidecar-rendered.yaml is stale; regenerate it with: helm template cdrplatform-api $chart --kube-version $kube_version -f $sidecar_values > $chart/examples/sidecar-rendered.yaml"
+echo "sidecar render: $(grep -c '^kind:' "$work/sidecar.yaml") objects valid, checked-in example up to date"
+
+# --------------------------------------------------------------------------------------------
+section "helm template (all optional objects) + kubernetes-validate --strict $kube_version"
+# ServiceMonitor is a CRD without a bundled schema: rendered, but validated only as YAML.
+helm template "$release" "$chart" --kube-version "$kube_version" "${full_args[@]}" > "$work/full.yaml"
+grep -q '^kind: ServiceMonitor' "$work/full.yaml" || fail "ServiceMonitor not rendered"
+helm template "$release" "$chart" --kube-version "$kube_version" "${full_args[@]}" \
+  --set metrics.serviceMonitor.enabled=false > "$work/full-core.yaml"
+kubernetes-validate --strict --quiet -k "$kube_version" "$work/full-core.yaml"
+echo "full render: $(grep -c '^kind:' "$work/full.yaml") objects, core ones valid"
+
+# --------------------------------------------------------------------------------------------
+section "chart refuses broken values"
+expect_render_failure() {
+  local why=$1; shift
+  if out=$(helm template "$release" "$chart" --kube-version "$kube_version" "$@" 2>&1); then
+    fail "render should fail: $why"
+  fi
+  printf 'ok, refused (%s): %s\n' "$why" "$(printf '%s' "$out" | grep -o 'error calling fail: .*\|execution error.*' | head -1 | cut -c1-160)"
+}
+expect_render_failure "no upstream"
+expect_render_failure "tls without domain" --set configuration.Gateway__Upstream=http://u --set ingress.enabled=true --set ingress.tls.enabled=true
+expect_render_failure "grace period shorter than drain" --set configuration.Gateway__Upstream=http://u --set terminationGracePeriodSeconds=5
+expect_render_failure "chart-managed key in configuration" --set configuration.Gateway__Upstream=http://u --set configuration.Gateway__Listen=0.0.0.0:1
+expect_render_failure "sidecar port clash" -f "$sidecar_values" --set containerPorts.http=8080
+
+# --------------------------------------------------------------------------------------------
+section "hadolint"
+hadolint Dockerfile Dockerfile.runtime
+echo "Dockerfile, Dockerfile.runtime: clean"
+
+# --------------------------------------------------------------------------------------------
+section "actionlint"
+actionlint -shellcheck "$(command -v shellcheck)" .github/workflows/*.yml
+echo ".github/workflows: clean"
+
+# --------------------------------------------------------------------------------------------
+section "shellcheck"
+scripts=()
+for f in .ci/*; do
+  [ -f "$f" ] && head -1 "$f" | grep -qE '^#!.*(ba)?sh' && scripts+=("$f")
+done
+shellcheck "${scripts[@]}"
+echo "clean: ${scripts[*]}"
+
+# --------------------------------------------------------------------------------------------
+section "cargo deny (licenses, bans, sources, advisories)"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "installing cargo-deny (cargo install --locked; about 4 minutes on 2 cores)"
+  t0=$SECONDS
+  cargo install --locked --quiet cargo-deny
+  echo "cargo-deny installed in $((SECONDS - t0))s"
+fi
+cargo deny --version
+cargo fetch --locked --quiet
+ADVISORY_DB=${ADVISORY_DB:-$root/../shared/advisory-db}
+if [ -d "$ADVISORY_DB/crates" ]; then
+  # cargo-deny reads the database as a git checkout named after its URL under db-path; give it
+  # the snapshot there and never fetch.
+  db_dir="$work/advisory-dbs/advisory-db-3157b0e258782691"
+  mkdir -p "$(dirname "$db_dir")"
+  cp -r "$ADVISORY_DB" "$db_dir"
+  git -C "$db_dir" init -q
+  git -C "$db_dir" add -A
+  git -C "$db_dir" -c user.name=ci -c user.email=ci@localhost commit -q -m "advisory-db snapshot"
+  sed "s|^db-path = .*|db-path = \"$work/advisory-dbs\"|" deny.toml > "$work/deny.toml"
+  echo "advisory db: $(head -1 "$ADVISORY_DB/SNAPSHOT" 2>/dev/null || echo "$ADVISORY_DB")"
+  cargo deny --offline --locked --config "$work/deny.toml" check --hide-inclusion-graph --show-stats 2>&1 \
+    | grep -v -e 'warning\[duplicate\]' -e '^\s*[│├└┌╭╰─]' -e '^\s*$' -e '^\s*= ' || true
+  cargo deny --offline --locked --config "$work/deny.toml" check --hide-inclusion-graph >/dev/null 2>&1 \
+    || fail "cargo deny check failed (run it without output filtering to see why)"
+else
+  echo "no advisory snapshot at $ADVISORY_DB: fetching the live database"
+  cargo deny --locked check --hide-inclusion-graph --show-stats
+fi
+
+# --------------------------------------------------------------------------------------------
+if [ "${SKIP_IMAGE:-0}" = 1 ]; then
+  echo "SKIP_IMAGE=1: static binary and image checks skipped"
+  printf '\n==== all deploy checks passed in %ss ====\n' "$((SECONDS - start_all))"
+  exit 0
+fi
+
+section "static binary"
+bin=${1:-${HALO_GATEWAY_BIN:-}}
+if [ -z "$bin" ]; then
+  triple=x86_64-unknown-linux-gnu
+  echo "no binary given: building a static one (--target $triple, +crt-static)"
+  RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$triple" --bin halo-gateway
+  bin="${CARGO_TARGET_DIR:-target}/$triple/release/halo-gateway"
+fi
+[ -x "$bin" ] || fail "no executable at $bin"
+if readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
+  fail "$bin is dynamically linked (it has an ELF interpreter); build with +crt-static"
+fi
+if readelf -dW "$bin" | grep -q '(NEEDED)'; then
+  fail "$bin needs shared libraries: $(readelf -dW "$bin" | grep '(NEEDED)' | tr -s ' ')"
+fi
+echo "$bin: static ($(stat -c %s "$bin") bytes), $("$bin" --version)"
+
+# --------------------------------------------------------------------------------------------
+section "runtime image (buildah bud --isolation chroot, Dockerfile.runtime) and run"
+command -v buildah >/dev/null 2>&1 || apt_install buildah
+buildah --version
+ctx="$work/image"
+mkdir -p "$ctx"
+cp "$bin" "$ctx/halo-gateway"
+cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt" \
+  || fail "no CA bundle at /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
+version=$("$bin" --version | awk '{print $NF}')
+buildah bud --isolation chroot --quiet -f "$root/Dockerfile.runtime" \
+  --build-arg VERSION="$version" --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+  --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  -t "$image_ref" "$ctx" >/dev/null
+buildah images "$image_ref"
+
+# The image's own metadata: numeric non-root user, the binary as entrypoint, OCI labels,
+# no healthcheck.
+cfg=$(buildah inspect --type image --format '{{json .OCIv1.Config}}' "$image_ref")
+echo "config: $cfg"
+python3 - "$cfg" <<'PY'
+import json, sys
+c = json.loads(sys.argv[1])
+problems = []
+if c.get("User") != "65532:65532":
+    problems.append(f"User is {c.get('User')!r}, want '65532:65532'")
+if c.get("Entrypoint") != ["/usr/local/bin/halo-gateway"]:
+    problems.append(f"Entrypoint is {c.get('Entrypoint')!r}")
+labels = c.get("Labels") or {}
+for key in ("org.opencontainers.image.title", "org.opencontainers.image.version",
+            "org.opencontainers.image.revision", "org.opencontainers.image.licenses"):
+    if not labels.get(key):
+        problems.append(f"label {key} missing")
+if "Healthcheck" in c:
+    problems.append("image has a HEALTHCHECK")
+if problems:
+    sys.exit("image config: " + "; ".join(problems))
+print("image config ok: user 65532:65532, entrypoint the binary, OCI labels, no healthcheck")
+PY
+
+ctr=$(buildah from --quiet "$image_ref")
+run() { buildah run --isolation chroot --user 65532:65532 "$ctr" -- "$@"; }
+echo "\$ halo-gateway --version"
+run /usr/local/bin/halo-gateway --version
+echo "\$ halo-gateway check-config --help"
+run /usr/local/bin/halo-gateway check-config --help >"$work/check-config-help.txt" \
+  || { cat "$work/check-config-help.txt"; fail "check-config --help failed in the image"; }
+head -5 "$work/check-config-help.txt"
+# No shell in the image: this must fail.
+if run /bin/sh -c true >/dev/null 2>&1; then fail "the runtime image has a shell"; fi
+echo "no /bin/sh in the image (as intended)"
+
+printf -- '---- %s: ok (%ss)\n' "$current" "$((SECONDS - section_start))"
+printf '\n==== all deploy checks passed in %ss ====\n' "$((SECONDS - start_all))"
