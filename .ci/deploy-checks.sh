@@ -95,6 +95,27 @@ helm lint --strict "$chart" --set configuration.Gateway__Upstream=http://cdrplat
 helm lint --strict "$chart" -f "$sidecar_values"
 helm lint --strict "$chart" "${full_args[@]}"
 okta_render >/dev/null
+# The chart README documents every value.
+"$TOOLS/venv/bin/python" - "$chart" <<'PY'
+import sys, yaml
+chart = sys.argv[1]
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+readme = open(f"{chart}/README.md").read()
+whole = {"configuration", "ingress.annotations", "resources", "podSecurityContext", "securityContext",
+         "sidecar.podSecurityContext", "strategy.rollingUpdate"}
+missing = []
+def walk(d, prefix=""):
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and v and key not in whole:
+            walk(v, key)
+        elif f"| `{key}` |" not in readme:
+            missing.append(key)
+walk(values)
+if missing:
+    sys.exit(f"{chart}/README.md does not document: {', '.join(missing)}")
+print("chart README documents every value")
+PY
 
 # --------------------------------------------------------------------------------------------
 section "helm template (Okta guide command) + kubernetes-validate --strict $kube_version"
