@@ -47,11 +47,13 @@ ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 
 COPY . .
 
+# .git is not in the build context: build.rs takes the commit for --version from here.
+ARG REVISION=unknown
 # --target keeps crt-static away from build scripts and proc macros (which must stay dynamic).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     triple="$(cat /target-triple)"; \
-    RUSTFLAGS='-C target-feature=+crt-static' \
+    HALO_GATEWAY_GIT_SHA="$(printf %s "$REVISION" | cut -c1-12)" RUSTFLAGS='-C target-feature=+crt-static' \
       cargo build --release --locked --target "$triple" --bin halo-gateway \
     && mkdir -p /out \
     && cp "target/$triple/release/halo-gateway" /out/halo-gateway

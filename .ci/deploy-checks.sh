@@ -234,7 +234,10 @@ fi
 if readelf -dW "$bin" | grep -q '(NEEDED)'; then
   fail "$bin needs shared libraries: $(readelf -dW "$bin" | grep '(NEEDED)' | tr -s ' ')"
 fi
-echo "$bin: static ($(stat -c %s "$bin") bytes), $("$bin" --version)"
+host_version=$("$bin" --version) || fail "$bin --version failed"
+printf '%s' "$host_version" | grep -qE '^halo-gateway [0-9]' \
+  || fail "$bin --version printed '$host_version', not 'halo-gateway <version>'"
+echo "$bin: static ($(stat -c %s "$bin") bytes), $host_version"
 
 # --------------------------------------------------------------------------------------------
 section "runtime image (buildah bud --isolation chroot, Dockerfile.runtime) and run"
@@ -245,7 +248,7 @@ mkdir -p "$ctx"
 cp "$bin" "$ctx/halo-gateway"
 cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt" \
   || fail "no CA bundle at /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
-version=$("$bin" --version | awk '{print $NF}')
+version=$(printf '%s' "$host_version" | awk '{print $2}')
 buildah bud --isolation chroot --quiet -f "$root/Dockerfile.runtime" \
   --build-arg VERSION="$version" --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
@@ -278,12 +281,15 @@ PY
 
 ctr=$(buildah from --quiet "$image_ref")
 run() { buildah run --isolation chroot --user 65532:65532 "$ctr" -- "$@"; }
-echo "\$ halo-gateway --version"
-run /usr/local/bin/halo-gateway --version
-echo "\$ halo-gateway check-config --help"
+echo "\$ halo-gateway --version   (in the image, uid 65532)"
+image_version=$(run /usr/local/bin/halo-gateway --version) || fail "--version failed in the image"
+echo "$image_version"
+[ "$image_version" = "$host_version" ] || fail "the image printed '$image_version', the binary '$host_version'"
+echo "\$ halo-gateway check-config --help   (in the image)"
 run /usr/local/bin/halo-gateway check-config --help >"$work/check-config-help.txt" \
   || { cat "$work/check-config-help.txt"; fail "check-config --help failed in the image"; }
-head -5 "$work/check-config-help.txt"
+cat "$work/check-config-help.txt"
+grep -qi 'usage' "$work/check-config-help.txt" || fail "check-config --help printed no usage"
 # No shell in the image: this must fail.
 if run /bin/sh -c true >/dev/null 2>&1; then fail "the runtime image has a shell"; fi
 echo "no /bin/sh in the image (as intended)"
