@@ -50,8 +50,8 @@ COPY . .
 # .git is not in the build context: build.rs takes the commit for --version from here.
 ARG REVISION=unknown
 # --target keeps crt-static away from build scripts and proc macros (which must stay dynamic).
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,id=halo-gateway-target-${TARGETARCH} \
     triple="$(cat /target-triple)"; \
     HALO_GATEWAY_GIT_SHA="$(printf %s "$REVISION" | cut -c1-12)" RUSTFLAGS='-C target-feature=+crt-static' \
       cargo build --release --locked --target "$triple" --bin halo-gateway \
