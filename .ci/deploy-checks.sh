@@ -190,7 +190,7 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
   echo "cargo-deny installed in $((SECONDS - t0))s"
 fi
 cargo deny --version
-cargo fetch --locked --quiet
+cargo fetch --locked --quiet || fail "Cargo.lock is missing or out of date for Cargo.toml (cargo fetch --locked failed)"
 ADVISORY_DB=${ADVISORY_DB:-$root/../shared/advisory-db}
 if [ -d "$ADVISORY_DB/crates" ]; then
   # cargo-deny reads the database as a git checkout named after its URL under db-path; give it
