@@ -1,1 +1,32 @@
+//! halo-gateway: a reverse proxy in front of Glasswall Halo's REST API that validates Okta
+//! bearer tokens and enforces Halo's roles.
+//!
+//! ```text
+//! client ──► public listener (server.rs: header timeout, limits, graceful shutdown)
+//!            └► middleware.rs: sensitive headers ► request id ► trace span
+//!               └► handler.rs: method/Host/path checks
+//!                  └► auth/: route policy ► bearer token ► validate (keys from JWKS) ► role
+//!                     └► proxy/: rewrite headers ► stream body ► Halo upstream
+//! client ◄── response streamed back untouched (hop-by-hop headers removed), access log at end
+//!
+//! admin listener (health.rs): /healthz /readyz /metrics
+//! dev/: the embedded Okta-like issuer and stub Halo used by `halo-gateway dev` and the tests
+//! ```
 
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod handler;
+pub mod health;
+pub mod metrics;
+pub mod middleware;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::{RunningGateway, StartError, start};
+
+/// The git commit this binary was built from.
+pub const GIT_SHA: &str = env!("HALO_GATEWAY_GIT_SHA");

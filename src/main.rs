@@ -1,1 +1,112 @@
-fn main() {}
+//! Thin entry point: parse the CLI, load and validate configuration before binding anything,
+//! start logging, run. Exit codes: 0 ok, 1 runtime failure (issuer/ports), 2 configuration.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use halo_gateway::auth::jwks::{Fetcher, JwksResponse};
+use halo_gateway::cli::{Cli, Command};
+use halo_gateway::config::Config;
+use halo_gateway::dev::DevStack;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(cli.config).await,
+            Command::CheckConfig => check_config(cli.config).await,
+            Command::Dev(options) => dev(options).await,
+        }
+    })
+}
+
+fn load(file: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(file).map_err(|e| {
+        eprintln!("error: invalid configuration: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn serve(file: Option<std::path::PathBuf>) -> ExitCode {
+    let config = match load(file.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    halo_gateway::telemetry::init(config.gateway.log_format, config.gateway.log_level.as_deref());
+    match halo_gateway::start(&config).await {
+        Ok(gateway) => {
+            gateway.run_until_signal().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn check_config(file: Option<std::path::PathBuf>) -> ExitCode {
+    let config = match load(file.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    println!("# effective settings (secrets redacted)\n{config}");
+    let fetcher = match Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref()) {
+        Ok(fetcher) => fetcher,
+        Err(e) => {
+            eprintln!("error: cannot build the issuer client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let jwks_uri = match fetcher.discover().await {
+        Ok(uri) => uri,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("# issuer metadata ok: jwks_uri = {jwks_uri}");
+    match fetcher.fetch_keys(&jwks_uri, None).await {
+        Ok(JwksResponse::Keys { set, .. }) => {
+            for key in &set.keys {
+                println!("# key ok: kid = {} ({:?})", key.kid, key.algorithms);
+            }
+            for skipped in &set.skipped {
+                println!("# warning: {skipped}");
+            }
+            println!("configuration ok");
+            ExitCode::SUCCESS
+        }
+        Ok(JwksResponse::NotModified { .. }) => {
+            eprintln!("error: {jwks_uri} answered 304 to an unconditional request");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dev(options: halo_gateway::dev::DevOptions) -> ExitCode {
+    halo_gateway::telemetry::init(None, None);
+    let stack = match DevStack::start(&options).await {
+        Ok(stack) => stack,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", stack.walkthrough());
+    halo_gateway::server::shutdown_signal().await;
+    println!("stopping");
+    stack.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,205 @@
+//! JWKS ingestion, key by key (RFC 7517 §5): a key that is unsupported or malformed is skipped
+//! with a reason, never failing the whole set.
+//!
+//! Dropped: `use: enc`, symmetric (`oct`) keys, RSA under 2048 bits or with an even or < 3
+//! exponent, keys carrying private members, keys without `kid`, and every key of a `kid` that
+//! appears twice (refused rather than guessed). A JWK `alg` binds the key to that algorithm.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+/// The longest `kid` accepted, in keys and in tokens.
+pub const MAX_KID_LEN: usize = 256;
+
+/// Asymmetric algorithms the gateway accepts (RFC 8725 §3.1: no `none`, no HMAC).
+pub const ALLOWED_ALGS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// A public key ready to verify signatures.
+pub struct VerifyKey {
+    pub kid: Arc<str>,
+    /// Algorithms this key may verify: the JWK's `alg`, or every algorithm of its type.
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey").field("kid", &self.kid).field("algorithms", &self.algorithms).finish()
+    }
+}
+
+impl VerifyKey {
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.algorithms.contains(&alg)
+    }
+}
+
+/// The usable keys of a JWKS and what was skipped (for logs).
+#[derive(Debug, Default)]
+pub struct ParsedKeySet {
+    pub keys: Vec<Arc<VerifyKey>>,
+    pub skipped: Vec<String>,
+}
+
+/// Parses a JWKS document. Fails only when the document itself is not a key set.
+pub fn parse_jwks(body: &[u8]) -> Result<ParsedKeySet, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("the key set is not JSON ({e})"))?;
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("the key set has no \"keys\" array")?;
+    let mut parsed = ParsedKeySet::default();
+    let mut by_kid: HashMap<Arc<str>, Vec<Arc<VerifyKey>>> = HashMap::new();
+    for (index, jwk) in keys.iter().enumerate() {
+        match parse_key(jwk) {
+            Ok(Some(key)) => by_kid.entry(key.kid.clone()).or_default().push(Arc::new(key)),
+            Ok(None) => {}
+            Err(reason) => {
+                let kid = jwk.get("kid").and_then(Value::as_str).map_or_else(|| format!("#{index}"), |k| format!("'{}'", printable(k)));
+                parsed.skipped.push(format!("key {kid} skipped: {reason}"));
+            }
+        }
+    }
+    for (kid, mut keys) in by_kid {
+        if keys.len() > 1 {
+            parsed.skipped.push(format!("key '{}' refused: {} usable keys share this kid", printable(&kid), keys.len()));
+        } else if let Some(key) = keys.pop() {
+            parsed.keys.push(key);
+        }
+    }
+    parsed.keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+    Ok(parsed)
+}
+
+/// `Ok(None)` for keys that are validly not ours (encryption keys).
+fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
+    let obj = jwk.as_object().ok_or("not a JSON object")?;
+    if obj.get("use").and_then(Value::as_str) == Some("enc") {
+        return Ok(None);
+    }
+    if let Some(ops) = obj.get("key_ops").and_then(Value::as_array) {
+        if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+            return Err("key_ops does not include verify".into());
+        }
+    }
+    if let Some(member) = PRIVATE_MEMBERS.iter().find(|m| obj.contains_key(**m)) {
+        return Err(format!("it carries the private member '{member}'"));
+    }
+    let kid = match obj.get("kid") {
+        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => Arc::<str>::from(kid.as_str()),
+        Some(Value::String(_)) => return Err(format!("kid is empty or longer than {MAX_KID_LEN} bytes")),
+        Some(_) => return Err("kid is not a string".into()),
+        None => return Err("it has no kid".into()),
+    };
+    let kty = str_member(obj, "kty")?.ok_or("it has no kty")?;
+    let family: Vec<Algorithm> = match kty {
+        "RSA" => vec![
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        "EC" => match str_member(obj, "crv")? {
+            Some("P-256") => vec![Algorithm::ES256],
+            Some("P-384") => vec![Algorithm::ES384],
+            other => return Err(format!("EC curve {other:?} is not supported")),
+        },
+        "OKP" => match str_member(obj, "crv")? {
+            Some("Ed25519") => vec![Algorithm::EdDSA],
+            other => return Err(format!("OKP curve {other:?} is not supported")),
+        },
+        "oct" => return Err("symmetric keys are never accepted".into()),
+        other => return Err(format!("kty '{other}' is not supported")),
+    };
+    let algorithms = match str_member(obj, "alg")? {
+        None => family,
+        Some(alg) => {
+            let alg: Algorithm = alg.parse().map_err(|_| format!("alg '{alg}' is not supported"))?;
+            if !ALLOWED_ALGS.contains(&alg) || !family.contains(&alg) {
+                return Err(format!("alg {alg:?} does not fit a {kty} key"));
+            }
+            vec![alg]
+        }
+    };
+    let key = match kty {
+        "RSA" => rsa_key(obj)?,
+        "EC" => {
+            let x = b64_member(obj, "x")?;
+            let y = b64_member(obj, "y")?;
+            let size = if algorithms.contains(&Algorithm::ES256) { 32 } else { 48 };
+            if x.len() != size || y.len() != size {
+                return Err("EC coordinates have the wrong length".into());
+            }
+            DecodingKey::from_ec_components(&URL_SAFE_NO_PAD.encode(x), &URL_SAFE_NO_PAD.encode(y)).map_err(|e| e.to_string())?
+        }
+        _ => {
+            let x = b64_member(obj, "x")?;
+            if x.len() != 32 {
+                return Err("Ed25519 key has the wrong length".into());
+            }
+            DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(x)).map_err(|e| e.to_string())?
+        }
+    };
+    Ok(Some(VerifyKey { kid, algorithms, key }))
+}
+
+fn rsa_key(obj: &Map<String, Value>) -> Result<DecodingKey, String> {
+    let n = b64_member(obj, "n")?;
+    let e = b64_member(obj, "e")?;
+    let n = strip_leading_zeros(&n);
+    let e = strip_leading_zeros(&e);
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    if bits < 2048 {
+        return Err(format!("RSA modulus of {bits} bits is under 2048"));
+    }
+    if e.len() > 8 {
+        return Err("RSA exponent is too large".into());
+    }
+    let exponent = e.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+    if exponent < 3 || exponent % 2 == 0 {
+        return Err(format!("RSA exponent {exponent} is even or under 3"));
+    }
+    Ok(DecodingKey::from_rsa_raw_components(n, e))
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+fn str_member<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
+    match obj.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("'{name}' is not a string")),
+    }
+}
+
+fn b64_member(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    let text = str_member(obj, name)?.ok_or_else(|| format!("it has no '{name}'"))?;
+    URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|_| format!("'{name}' is not base64url"))
+}
+
+/// Text safe to log: printable ASCII only, bounded.
+pub fn printable(text: &str) -> String {
+    text.chars().take(64).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
+}

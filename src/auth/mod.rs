@@ -1,0 +1,86 @@
+//! Authentication and authorization of one request.
+//!
+//! 1. The route is found from the method and the normalized path ([`policy`]).
+//! 2. Anonymous routes pass. Otherwise the bearer token is taken from the `Authorization`
+//!    header only ([`extract`]) and validated ([`validate`]): signature with a key from the
+//!    issuer's JWKS ([`keys`]), `iss`, `aud`, `exp`/`nbf`/`iat` with skew, header rules.
+//! 3. The route's role is checked against the token's role claim (missing claim = DefaultRole).
+//!
+//! 400 = the request is malformed (token in query, two headers); 401 = no valid token;
+//! 403 = valid token without the route's role; 503 = keys not loaded yet. See [`error`].
+
+pub mod error;
+pub mod extract;
+pub mod jwks;
+pub mod keys;
+pub mod keyset;
+pub mod path;
+pub mod policy;
+pub mod strict_json;
+pub mod validate;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+
+pub use self::error::{AuthError, DenyReason};
+use self::path::NormalizedPath;
+use self::policy::{Policy, RequiredRole, RouteRule};
+use self::validate::{Validator, VerifiedToken};
+use crate::metrics::Metrics;
+
+/// The outcome for one request: the matched rule and, if a token was needed, who sent it.
+#[derive(Debug)]
+pub struct Decision<'a> {
+    pub route: &'a RouteRule,
+    pub result: Result<Option<Arc<VerifiedToken>>, AuthError>,
+}
+
+/// Policy + validator.
+#[derive(Debug)]
+pub struct Authenticator {
+    validator: Arc<Validator>,
+    policy: Policy,
+    metrics: Arc<Metrics>,
+}
+
+impl Authenticator {
+    pub fn new(validator: Arc<Validator>, policy: Policy, metrics: Arc<Metrics>) -> Self {
+        Self { validator, policy, metrics }
+    }
+
+    pub fn validator(&self) -> &Arc<Validator> {
+        &self.validator
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Decides a request; counts the decision.
+    pub async fn authorize(&self, method: &Method, path: &NormalizedPath, query: Option<&str>, headers: &HeaderMap) -> Decision<'_> {
+        let route = self.policy.route(method, path);
+        let result = self.decide(route, query, headers).await;
+        match &result {
+            Ok(_) => self.metrics.decision("allow", if route.required == RequiredRole::Anonymous { "anonymous" } else { "valid_token" }),
+            Err(e) => self.metrics.decision("deny", e.reason.label()),
+        }
+        Decision { route, result }
+    }
+
+    async fn decide(&self, route: &RouteRule, query: Option<&str>, headers: &HeaderMap) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
+        if route.required == RequiredRole::Anonymous {
+            return Ok(None);
+        }
+        extract::check_query(query)?;
+        let token = extract::bearer_token(headers)?
+            .ok_or_else(|| AuthError::new(DenyReason::MissingToken, "the request has no bearer token"))?;
+        let verified = self.validator.validate(token).await?;
+        if let RequiredRole::Role(role) = &route.required {
+            if !verified.has_role(role) {
+                return Err(AuthError::role_missing(role));
+            }
+        }
+        Ok(Some(verified))
+    }
+}

@@ -1,0 +1,199 @@
+//! Request-path normalization, done once so the policy and Halo never see different routes.
+//!
+//! RFC 3986 §6.2.2: percent-encoded unreserved characters are decoded and the remaining
+//! escapes upper-cased; §5.2.4: dot-segments are removed; duplicate slashes collapse.
+//! Paths whose meaning differs between parsers are refused (400): encoded `/` or `\`, raw
+//! `\`, NUL and control characters (raw or encoded), malformed escapes, and `..` that would
+//! climb above the root.
+
+use std::fmt;
+
+/// A normalized, unambiguous request path (always starts with `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath {
+    path: String,
+}
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the request path must start with '/'")]
+    NotAbsolute,
+    #[error("the request path contains an encoded '/' or '\\'")]
+    EncodedSeparator,
+    #[error("the request path contains a backslash")]
+    Backslash,
+    #[error("the request path contains a control character")]
+    ControlCharacter,
+    #[error("the request path contains a malformed percent-escape")]
+    BadEscape,
+    #[error("the request path climbs above the root with '..'")]
+    EscapesRoot,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl NormalizedPath {
+    /// Normalizes a raw request path (without the query).
+    pub fn parse(raw: &str) -> Result<Self, PathError> {
+        let bytes = raw.as_bytes();
+        if bytes.first() != Some(&b'/') {
+            return Err(PathError::NotAbsolute);
+        }
+        // Pass 1: decode unreserved escapes, upper-case the others, refuse the ambiguous ones.
+        let mut decoded = String::with_capacity(raw.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            match b {
+                b'%' => {
+                    let (hi, lo) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                        (Some(hi), Some(lo)) => (hi, lo),
+                        _ => return Err(PathError::BadEscape),
+                    };
+                    let value = hi << 4 | lo;
+                    match value {
+                        b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                        0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                        v if is_unreserved(v) => decoded.push(char::from(v)),
+                        v => {
+                            decoded.push('%');
+                            decoded.push(char::from(b"0123456789ABCDEF"[usize::from(v >> 4)]));
+                            decoded.push(char::from(b"0123456789ABCDEF"[usize::from(v & 0xf)]));
+                        }
+                    }
+                    i += 3;
+                }
+                b'\\' => return Err(PathError::Backslash),
+                0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                _ => {
+                    // Non-ASCII bytes cannot occur in a parsed http::Uri; keep anything else as is.
+                    decoded.push(char::from(b));
+                    i += 1;
+                }
+            }
+        }
+        // Pass 2: segments, collapsing empty ones and resolving dot-segments.
+        let trailing_slash = decoded.len() > 1 && (decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/.."));
+        let mut segments: Vec<&str> = Vec::new();
+        for segment in decoded.split('/') {
+            match segment {
+                "" | "." => {}
+                ".." => {
+                    if segments.pop().is_none() {
+                        return Err(PathError::EscapesRoot);
+                    }
+                }
+                s => segments.push(s),
+            }
+        }
+        let mut path = String::with_capacity(decoded.len());
+        for s in &segments {
+            path.push('/');
+            path.push_str(s);
+        }
+        if path.is_empty() || trailing_slash {
+            path.push('/');
+        }
+        Ok(Self { path })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+
+    /// Segments for route matching: fully percent-decoded (as ASP.NET decodes before routing)
+    /// and upper-cased with Unicode case mapping, so `/API/V1/License`, `%6C`-escapes and
+    /// case-folding look-alikes such as `ſ` match the same rule Halo would route them to.
+    pub fn match_segments(&self) -> Vec<String> {
+        self.path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let bytes = percent_decode(s);
+                String::from_utf8_lossy(&bytes).chars().flat_map(char::to_uppercase).collect()
+            })
+            .collect()
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let (Some(hi), Some(lo)) = (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+impl fmt::Display for NormalizedPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, PathError> {
+        NormalizedPath::parse(p).map(|n| n.as_str().to_owned())
+    }
+
+    #[test]
+    fn decodes_unreserved_and_uppercases_other_escapes() {
+        assert_eq!(norm("/api/v1/%6Cicense").as_deref(), Ok("/api/v1/license"));
+        assert_eq!(norm("/api/v1/policies/a%2bb").as_deref(), Ok("/api/v1/policies/a%2Bb"));
+        assert_eq!(norm("/api/v1/policies/caf%c3%a9").as_deref(), Ok("/api/v1/policies/caf%C3%A9"));
+    }
+
+    #[test]
+    fn resolves_dot_segments_and_duplicate_slashes() {
+        assert_eq!(norm("/api/v1/../v1/license").as_deref(), Ok("/api/v1/license"));
+        assert_eq!(norm("/api/./v1//license").as_deref(), Ok("/api/v1/license"));
+        assert_eq!(norm("//api///v1/license/").as_deref(), Ok("/api/v1/license/"));
+        assert_eq!(norm("/api/v1/%2E%2E/v1/license").as_deref(), Ok("/api/v1/license"));
+        assert_eq!(norm("/api/v1/x/..").as_deref(), Ok("/api/v1/"));
+        assert_eq!(norm("/").as_deref(), Ok("/"));
+    }
+
+    #[test]
+    fn refuses_ambiguous_paths() {
+        assert_eq!(norm("/api/v1%2flicense"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/api/v1%5Clicense"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/api\\v1"), Err(PathError::Backslash));
+        assert_eq!(norm("/api/%00"), Err(PathError::ControlCharacter));
+        assert_eq!(norm("/api/%0a"), Err(PathError::ControlCharacter));
+        assert_eq!(norm("/api/%zz"), Err(PathError::BadEscape));
+        assert_eq!(norm("/api/%4"), Err(PathError::BadEscape));
+        assert_eq!(norm("/../etc"), Err(PathError::EscapesRoot));
+        assert_eq!(norm("/api/../../x"), Err(PathError::EscapesRoot));
+        assert_eq!(norm("api"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn match_segments_fold_case_and_decode() {
+        let p = NormalizedPath::parse("/API/v1/licen%C5%BFe").expect("valid");
+        assert_eq!(p.match_segments(), ["API", "V1", "LICENSE"]);
+    }
+}

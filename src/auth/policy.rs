@@ -1,0 +1,262 @@
+//! Route policy: which role a request needs, from its method and normalized path.
+//!
+//! Rules are matched in order, first match wins; a request no rule matches needs a valid token
+//! of any role (route label `other`). Paths compare case-insensitively and ignore a trailing
+//! slash, as Halo's ASP.NET routing does. Pattern syntax: literal segments, `*` for exactly one
+//! segment, and a final `**` for zero or more segments.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use http::Method;
+
+use super::path::NormalizedPath;
+
+/// What a route demands of the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequiredRole {
+    /// No token needed (Halo's `/api/health`).
+    Anonymous,
+    /// Any valid token, whatever its role (Halo's `User` level).
+    Authenticated,
+    /// A valid token carrying this role (compared exactly, as ASP.NET's `IsInRole`).
+    Role(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    /// Upper-cased literal.
+    Literal(String),
+    /// `*`: any one segment.
+    One,
+}
+
+/// One `{methods, path pattern, role}` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRule {
+    /// Bounded label for metrics and logs.
+    pub name: Arc<str>,
+    /// `None` matches every method.
+    methods: Option<Vec<Method>>,
+    segments: Vec<Segment>,
+    /// Pattern ends with `**`.
+    rest: bool,
+    pattern: String,
+    pub required: RequiredRole,
+}
+
+/// The rule for requests no configured rule matches.
+pub static FALLBACK: std::sync::LazyLock<RouteRule> = std::sync::LazyLock::new(|| RouteRule {
+    name: "other".into(),
+    methods: None,
+    segments: Vec::new(),
+    rest: true,
+    pattern: "/**".into(),
+    required: RequiredRole::Authenticated,
+});
+
+impl RouteRule {
+    /// Builds a rule from configuration text; the error is a sentence for the operator.
+    pub fn parse(name: Option<&str>, methods: &[String], path: Option<&str>, role: Option<&str>) -> Result<Self, String> {
+        let pattern = path.ok_or("Path is required (e.g. /api/v1/license/**)")?;
+        if !pattern.starts_with('/') {
+            return Err(format!("Path '{pattern}' must start with '/'"));
+        }
+        let mut segments = Vec::new();
+        let mut rest = false;
+        let parts: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+        for (i, part) in parts.iter().enumerate() {
+            match *part {
+                "**" if i + 1 == parts.len() => rest = true,
+                "**" => return Err(format!("Path '{pattern}': '**' may only be the last segment")),
+                "*" => segments.push(Segment::One),
+                literal => {
+                    let normalized = NormalizedPath::parse(&format!("/{literal}"))
+                        .map_err(|e| format!("Path '{pattern}': {e}"))?;
+                    let upper = normalized.match_segments().concat();
+                    segments.push(Segment::Literal(upper));
+                }
+            }
+        }
+        let methods = if methods.is_empty() || methods.iter().any(|m| m == "*") {
+            None
+        } else {
+            Some(
+                methods
+                    .iter()
+                    .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| format!("'{m}' is not an HTTP method")))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        };
+        let required = match role {
+            None => RequiredRole::Authenticated,
+            Some(r) if r.eq_ignore_ascii_case("anonymous") => RequiredRole::Anonymous,
+            Some(r) if r.eq_ignore_ascii_case("authenticated") || r.eq_ignore_ascii_case("user") => RequiredRole::Authenticated,
+            Some(r) => RequiredRole::Role(r.to_owned()),
+        };
+        let name: Arc<str> = name.unwrap_or(pattern).into();
+        Ok(Self { name, methods, segments, rest, pattern: pattern.to_owned(), required })
+    }
+
+    fn matches(&self, method: &Method, path: &[Cow<'_, str>]) -> bool {
+        if let Some(methods) = &self.methods {
+            // HEAD reads what GET reads, so a GET rule also covers HEAD.
+            let m = if method == Method::HEAD { &Method::GET } else { method };
+            if !methods.iter().any(|allowed| allowed == m || (allowed == Method::HEAD && method == Method::HEAD)) {
+                return false;
+            }
+        }
+        if path.len() < self.segments.len() || (!self.rest && path.len() != self.segments.len()) {
+            return false;
+        }
+        self.segments.iter().zip(path).all(|(seg, actual)| match seg {
+            Segment::One => true,
+            Segment::Literal(lit) => lit == actual.as_ref(),
+        })
+    }
+}
+
+impl fmt::Display for RouteRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let methods = self.methods.as_ref().map_or_else(
+            || "*".to_owned(),
+            |m| m.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
+        );
+        let role = match &self.required {
+            RequiredRole::Anonymous => "Anonymous",
+            RequiredRole::Authenticated => "User",
+            RequiredRole::Role(r) => r,
+        };
+        write!(f, "{} {} {} -> {}", self.name, methods, self.pattern, role)
+    }
+}
+
+/// Upper-cases a path segment for matching. Plain ASCII (the common case) borrows nothing
+/// new beyond one small string; escapes and non-ASCII take the full decode.
+fn match_key(segment: &str) -> Cow<'_, str> {
+    if segment.bytes().all(|b| b.is_ascii() && b != b'%' && !b.is_ascii_lowercase()) {
+        Cow::Borrowed(segment)
+    } else if segment.bytes().all(|b| b.is_ascii() && b != b'%') {
+        Cow::Owned(segment.to_ascii_uppercase())
+    } else {
+        let one = NormalizedPath::parse(&format!("/{segment}"))
+            .map(|p| p.match_segments().concat())
+            .unwrap_or_else(|_| segment.to_uppercase());
+        Cow::Owned(one)
+    }
+}
+
+/// The ordered rule table.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<RouteRule>,
+}
+
+impl Policy {
+    pub fn new(rules: Vec<RouteRule>) -> Self {
+        Self { rules }
+    }
+
+    /// The first rule matching the request, or [`FALLBACK`].
+    pub fn route(&self, method: &Method, path: &NormalizedPath) -> &RouteRule {
+        let segments: Vec<Cow<'_, str>> = path.as_str().split('/').filter(|s| !s.is_empty()).map(match_key).collect();
+        self.rules.iter().find(|rule| rule.matches(method, &segments)).unwrap_or(&FALLBACK)
+    }
+}
+
+const WRITES: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
+const READS: &[&str] = &["GET", "HEAD"];
+
+/// Halo's role table (`shared/halo-api.md`): license-management writes and the signed usage
+/// reports need `Admin`; everything else needs any valid token; `/api/health` is open.
+pub fn halo_default_rules() -> Vec<RouteRule> {
+    let rule = |name: &str, methods: &[&str], path: &str, role: &str| {
+        let methods: Vec<String> = methods.iter().map(|m| (*m).to_owned()).collect();
+        RouteRule::parse(Some(name), &methods, Some(path), Some(role))
+            .unwrap_or_else(|e| unreachable!("built-in rule {name} is invalid: {e}"))
+    };
+    vec![
+        rule("health", READS, "/api/health", "Anonymous"),
+        rule("license_write", WRITES, "/api/v1/license/**", "Admin"),
+        rule("license_write", WRITES, "/api/v2/license/**", "Admin"),
+        rule("license_usage_report", &[], "/api/v1/license-usage/*/**", "Admin"),
+        rule("license_read", &[], "/api/v1/license", "User"),
+        rule("license_read", &[], "/api/v2/license", "User"),
+        rule("license_usage", &[], "/api/v1/license-usage", "User"),
+        rule("policies", &[], "/api/v1/policies/**", "User"),
+        rule("rebuild", &[], "/api/v1/rebuild/**", "User"),
+        rule("cdr_sync", &[], "/api/v3/**", "User"),
+        rule("cdr_sync", &[], "/api/rebuild/**", "User"),
+        rule("cdr_sync", &[], "/api/analyse/**", "User"),
+        rule("cdr_sync", &[], "/api/filetypedetection/**", "User"),
+        rule("cdr_sync", &[], "/api/composite/**", "User"),
+        rule("cdr_async", &[], "/api/v1/cdr-async/**", "User"),
+        rule("cdr_async", &[], "/api/v1/cdr-file-async/**", "User"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: &str, path: &str) -> (String, RequiredRole) {
+        let policy = Policy::new(halo_default_rules());
+        let path = NormalizedPath::parse(path).expect("valid path");
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let rule = policy.route(&method, &path);
+        (rule.name.to_string(), rule.required.clone())
+    }
+
+    fn admin() -> RequiredRole {
+        RequiredRole::Role("Admin".into())
+    }
+
+    #[test]
+    fn admin_only_rows_need_admin() {
+        assert_eq!(route("POST", "/api/v1/license").1, admin());
+        assert_eq!(route("DELETE", "/api/v1/license").1, admin());
+        assert_eq!(route("GET", "/api/v1/license-usage/abc123").1, admin());
+        assert_eq!(route("GET", "/api/v1/license-usage/active").1, admin());
+        assert_eq!(route("HEAD", "/api/v1/license-usage/active").1, admin());
+    }
+
+    #[test]
+    fn variants_of_admin_routes_do_not_bypass() {
+        for path in [
+            "/API/V1/LICENSE",
+            "/api/v1/license/",
+            "/api/v1/%6Cicense",
+            "/api//v1/license",
+            "/api/v1/x/../license",
+            "/api/v1/./license",
+            "/api/v1/licen%C5%BFe",
+            "/Api/V1/License-Usage/../License",
+        ] {
+            assert_eq!(route("POST", path).1, admin(), "{path}");
+        }
+        assert_eq!(route("GET", "/API/v1/License-Usage/Active/").1, admin());
+    }
+
+    #[test]
+    fn user_rows_need_any_token_and_health_is_open() {
+        assert_eq!(route("GET", "/api/v1/license").1, RequiredRole::Authenticated);
+        assert_eq!(route("GET", "/api/v1/license-usage").1, RequiredRole::Authenticated);
+        assert_eq!(route("GET", "/api/v2/license").1, RequiredRole::Authenticated);
+        assert_eq!(route("PUT", "/api/v1/policies/default/reset").0, "policies");
+        assert_eq!(route("POST", "/api/v1/rebuild/file").0, "rebuild");
+        assert_eq!(route("POST", "/api/Rebuild/base64").0, "cdr_sync");
+        assert_eq!(route("GET", "/api/health").1, RequiredRole::Anonymous);
+        assert_eq!(route("POST", "/api/health").1, RequiredRole::Authenticated);
+        assert_eq!(route("GET", "/something/else").0, "other");
+    }
+
+    #[test]
+    fn rules_parse_from_configuration_text() {
+        let rule = RouteRule::parse(Some("x"), &["get".into()], Some("/a/*/b/**"), Some("Ops")).expect("valid");
+        assert_eq!(rule.to_string(), "x GET /a/*/b/** -> Ops");
+        assert!(RouteRule::parse(None, &[], Some("a"), None).is_err());
+        assert!(RouteRule::parse(None, &[], Some("/a/**/b"), None).is_err());
+        assert!(RouteRule::parse(None, &["G ET".into()], Some("/a"), None).is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! One bearer token -> a [`VerifiedToken`], or the precise reason it is refused.
+//!
+//! jsonwebtoken supplies the signature check only; every other rule is enforced here because
+//! the library leaves gaps (RFC 8725, RFC 9068 §4): `iss`/`aud`/`sub`/`exp` are required and
+//! type-checked (a claim of the wrong type is invalid, not absent), `iat` may not be in the
+//! future and bounds the lifetime, `typ` must be absent or `at+jwt`, header extensions
+//! (`crit`, `jku`, `x5u`, `jwk`, `x5c`, `b64`, `cty`) are refused, duplicate JSON members are
+//! refused, `cnf` (DPoP-bound) tokens are refused under the Bearer scheme, and the length is
+//! capped before any parsing.
+//!
+//! A verified token is remembered (keyed by its SHA-256) until its `exp`, so a client reusing
+//! its token costs one signature check; time claims are still checked on every request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::error::{AuthError, DenyReason, quote};
+use super::keys::{KeyLookup, KeyStore};
+use super::keyset::{ALLOWED_ALGS, MAX_KID_LEN};
+use super::strict_json::parse_object;
+use crate::config::AuthConfig;
+use crate::metrics::Metrics;
+
+/// Header members that name an extension or a key source we will not honour.
+const FORBIDDEN_HEADER_MEMBERS: &[&str] = &["crit", "b64", "cty", "jku", "x5u", "jwk", "x5c"];
+
+/// A token whose signature and claims were accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    pub kid: Arc<str>,
+    pub alg: Algorithm,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub subject: String,
+    /// Okta's `cid`: the OAuth client id.
+    pub client_id: Option<String>,
+    pub roles: Vec<String>,
+    pub expires_at: f64,
+    pub not_before: Option<f64>,
+    pub issued_at: Option<f64>,
+}
+
+impl VerifiedToken {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The pieces of a compact JWS, decoded but not yet trusted.
+#[derive(Debug)]
+pub struct DecodedToken<'a> {
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    /// `header.payload`, the signed bytes.
+    pub message: &'a str,
+    pub signature: &'a str,
+}
+
+struct ExpireAtToken {
+    skew: Duration,
+}
+
+impl moka::Expiry<[u8; 32], Arc<VerifiedToken>> for ExpireAtToken {
+    fn expire_after_create(&self, _: &[u8; 32], token: &Arc<VerifiedToken>, _: Instant) -> Option<Duration> {
+        let left = token.expires_at + self.skew.as_secs_f64() - unix_now();
+        Some(Duration::from_secs_f64(left.clamp(0.0, 1e9)))
+    }
+}
+
+/// Token validation with the configured issuers, audiences, skew and limits.
+pub struct Validator {
+    keys: Arc<KeyStore>,
+    cache: Option<moka::sync::Cache<[u8; 32], Arc<VerifiedToken>>>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    skew: f64,
+    max_lifetime: f64,
+    max_len: usize,
+    role_claim: String,
+    default_role: String,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator").field("issuers", &self.issuers).field("audiences", &self.audiences).finish_non_exhaustive()
+    }
+}
+
+impl Validator {
+    pub fn new(config: &AuthConfig, keys: Arc<KeyStore>, metrics: Arc<Metrics>) -> Arc<Self> {
+        let cache = (config.token_cache_size > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(config.token_cache_size)
+                .expire_after(ExpireAtToken { skew: config.clock_skew })
+                .support_invalidation_closures()
+                .build()
+        });
+        let validator = Arc::new(Self {
+            keys: keys.clone(),
+            cache,
+            issuers: config.valid_issuers.clone(),
+            audiences: config.valid_audiences.clone(),
+            skew: config.clock_skew.as_secs_f64(),
+            max_lifetime: config.max_token_lifetime.as_secs_f64(),
+            max_len: config.max_token_length,
+            role_claim: config.role_claim.clone(),
+            default_role: config.default_role.clone(),
+            metrics,
+        });
+        let weak = Arc::downgrade(&validator);
+        keys.on_key_removed(Box::new(move |kid| {
+            if let Some(validator) = weak.upgrade() {
+                validator.forget_kid(kid);
+            }
+        }));
+        validator
+    }
+
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Drops cached tokens signed by `kid` (the key left the key set).
+    pub fn forget_kid(&self, kid: &str) {
+        if let Some(cache) = &self.cache {
+            let kid: Arc<str> = kid.into();
+            let _ = cache.invalidate_entries_if(move |_, token| token.kid == kid);
+        }
+    }
+
+    /// Validates a token now.
+    pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
+        self.validate_at(token, unix_now()).await
+    }
+
+    /// Validates a token at `now` (Unix seconds).
+    pub async fn validate_at(&self, token: &str, now: f64) -> Result<Arc<VerifiedToken>, AuthError> {
+        if token.len() > self.max_len {
+            return Err(AuthError::new(DenyReason::TokenTooLong, format!("the token is longer than {} bytes", self.max_len)));
+        }
+        let cache_key: [u8; 32] = {
+            let d = digest::digest(&digest::SHA256, token.as_bytes());
+            let mut key = [0u8; 32];
+            key.copy_from_slice(d.as_ref());
+            key
+        };
+        if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(&cache_key)) {
+            // A key that left the set (past its grace period) takes its tokens with it.
+            if self.keys.contains(&cached.kid) {
+                self.metrics.token_cache_hits.inc();
+                self.check_times(&cached, now)?;
+                return Ok(cached);
+            }
+        }
+        self.metrics.token_cache_misses.inc();
+        let decoded = decode(token)?;
+        let (alg, kid) = self.check_header(&decoded.header)?;
+        let key = match self.keys.lookup(&kid).await {
+            KeyLookup::Found(key) => key,
+            KeyLookup::Unknown => {
+                return Err(AuthError::new(
+                    DenyReason::UnknownKid,
+                    format!("the signing key {} is not in the issuer's key set", quote(&kid)),
+                ));
+            }
+            KeyLookup::Unavailable => {
+                return Err(AuthError::new(DenyReason::KeysUnavailable, "the issuer's signing keys are not available yet; retry shortly"));
+            }
+        };
+        if !key.accepts(alg) {
+            return Err(AuthError::new(
+                DenyReason::DisallowedAlg,
+                format!("the key {} does not allow the algorithm {alg:?}", quote(&kid)),
+            ));
+        }
+        self.metrics.signature_verifications.inc();
+        let verified = jsonwebtoken::crypto::verify(decoded.signature, decoded.message.as_bytes(), &key.key, alg).unwrap_or(false);
+        if !verified {
+            return Err(AuthError::new(DenyReason::BadSignature, format!("the signature does not verify with key {}", quote(&kid))));
+        }
+        let token_data = self.check_claims(&decoded.claims, key.kid.clone(), alg, now)?;
+        let token_data = Arc::new(token_data);
+        if let Some(cache) = &self.cache {
+            cache.insert(cache_key, token_data.clone());
+        }
+        Ok(token_data)
+    }
+
+    /// `alg`, `typ`, extensions and `kid`.
+    pub fn check_header(&self, header: &Map<String, Value>) -> Result<(Algorithm, String), AuthError> {
+        let alg = match header.get("alg") {
+            Some(Value::String(alg)) => alg,
+            Some(_) => return Err(AuthError::new(DenyReason::Malformed, "the header's alg is not a string")),
+            None => return Err(AuthError::new(DenyReason::Malformed, "the header has no alg")),
+        };
+        let alg = alg
+            .parse::<Algorithm>()
+            .ok()
+            .filter(|a| ALLOWED_ALGS.contains(a))
+            .ok_or_else(|| {
+                AuthError::new(
+                    DenyReason::DisallowedAlg,
+                    format!("the algorithm {} is not accepted; only RS/PS/ES/EdDSA signatures are", quote(alg)),
+                )
+            })?;
+        match header.get("typ") {
+            None => {}
+            Some(Value::String(typ)) if typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt") => {}
+            Some(Value::String(typ)) if typ.eq_ignore_ascii_case("application/okta-internal-at+jwt") => {
+                return Err(AuthError::new(
+                    DenyReason::DisallowedType,
+                    "this is an Okta org authorization server token; use a custom authorization server",
+                ));
+            }
+            Some(Value::String(typ)) => {
+                return Err(AuthError::new(DenyReason::DisallowedType, format!("the token type {} is not an access token", quote(typ))));
+            }
+            Some(_) => return Err(AuthError::new(DenyReason::Malformed, "the header's typ is not a string")),
+        }
+        if let Some(member) = FORBIDDEN_HEADER_MEMBERS.iter().find(|m| header.contains_key(**m)) {
+            return Err(AuthError::new(DenyReason::DisallowedHeader, format!("the header parameter '{member}' is not supported")));
+        }
+        let kid = match header.get("kid") {
+            Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => kid.clone(),
+            Some(Value::String(_)) => return Err(AuthError::new(DenyReason::Malformed, "the header's kid is empty or too long")),
+            Some(_) => return Err(AuthError::new(DenyReason::Malformed, "the header's kid is not a string")),
+            None => return Err(AuthError::new(DenyReason::Malformed, "the header has no kid")),
+        };
+        Ok((alg, kid))
+    }
+
+    /// Every claim rule, in the order their failures are reported.
+    pub fn check_claims(&self, claims: &Map<String, Value>, kid: Arc<str>, alg: Algorithm, now: f64) -> Result<VerifiedToken, AuthError> {
+        let issuer = required_string(claims, "iss")?;
+        let audiences = audiences(claims)?;
+        let subject = required_string(claims, "sub")?;
+        let expires_at = numeric(claims, "exp")?.ok_or_else(|| AuthError::new(DenyReason::MissingClaim, "the token has no exp claim"))?;
+        let not_before = numeric(claims, "nbf")?;
+        let issued_at = numeric(claims, "iat")?;
+        let client_id = match claims.get("cid") {
+            None => None,
+            Some(Value::String(cid)) => Some(cid.clone()),
+            Some(_) => return Err(AuthError::new(DenyReason::Malformed, "the claim 'cid' is not a string")),
+        };
+        let roles = self.roles(claims)?;
+        let token = VerifiedToken { kid, alg, issuer, audiences, subject, client_id, roles, expires_at, not_before, issued_at };
+        self.check_times(&token, now)?;
+        if let Some(iat) = issued_at {
+            if iat > now + self.skew {
+                return Err(AuthError::new(DenyReason::IssuedInFuture, format!("the token is issued {:.0} s in the future", iat - now)));
+            }
+        }
+        let lifetime = expires_at - issued_at.unwrap_or(now);
+        if lifetime > self.max_lifetime {
+            return Err(AuthError::new(
+                DenyReason::LifetimeTooLong,
+                format!("the token lives {lifetime:.0} s, more than the {:.0} s allowed", self.max_lifetime),
+            ));
+        }
+        if !self.issuers.iter().any(|i| *i == token.issuer) {
+            return Err(AuthError::new(
+                DenyReason::WrongIssuer,
+                format!("the issuer {} is not accepted (expected {})", quote(&token.issuer), quote(&self.issuers[0])),
+            ));
+        }
+        if !token.audiences.iter().any(|a| self.audiences.contains(a)) {
+            let shown = token.audiences.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", ");
+            return Err(AuthError::new(DenyReason::WrongAudience, format!("the audience {shown} is not accepted")));
+        }
+        if claims.contains_key("cnf") {
+            return Err(AuthError::new(
+                DenyReason::SenderConstrained,
+                "the token is sender-constrained (cnf, DPoP); DPoP is not accepted, send a plain Bearer token",
+            ));
+        }
+        Ok(token)
+    }
+
+    /// `exp` and `nbf` against `now`, with the clock skew.
+    pub fn check_times(&self, token: &VerifiedToken, now: f64) -> Result<(), AuthError> {
+        if now > token.expires_at + self.skew {
+            return Err(AuthError::new(DenyReason::Expired, format!("the token expired {:.0} s ago", now - token.expires_at)));
+        }
+        if let Some(nbf) = token.not_before {
+            if nbf > now + self.skew {
+                return Err(AuthError::new(DenyReason::NotYetValid, format!("the token is not valid for another {:.0} s", nbf - now)));
+            }
+        }
+        Ok(())
+    }
+
+    fn roles(&self, claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
+        let bad = || AuthError::new(DenyReason::Malformed, format!("the claim {} must be a string or an array of strings", quote(&self.role_claim)));
+        match claims.get(&self.role_claim) {
+            None => Ok(vec![self.default_role.clone()]),
+            Some(Value::String(role)) => Ok(vec![role.clone()]),
+            Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(bad)).collect(),
+            Some(_) => Err(bad()),
+        }
+    }
+}
+
+/// Splits and decodes a compact JWS without trusting it.
+pub fn decode(token: &str) -> Result<DecodedToken<'_>, AuthError> {
+    let malformed = |what: &str| AuthError::new(DenyReason::Malformed, format!("the token is malformed: {what}"));
+    let (message, signature) = token.rsplit_once('.').ok_or_else(|| malformed("it is not a JWS (header.payload.signature)"))?;
+    let (header_b64, payload_b64) = message.split_once('.').ok_or_else(|| malformed("it is not a JWS (header.payload.signature)"))?;
+    if payload_b64.contains('.') {
+        return Err(malformed("it has more than three parts (encrypted tokens are not accepted)"));
+    }
+    if signature.is_empty() {
+        return Err(malformed("the signature is empty"));
+    }
+    let header = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| malformed("the header is not base64url"))?;
+    let header = parse_object(&header).map_err(|e| malformed(&format!("the header is not a JSON object ({e})")))?;
+    let claims = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| malformed("the payload is not base64url"))?;
+    let claims = parse_object(&claims).map_err(|e| malformed(&format!("the payload is not a JSON object ({e})")))?;
+    Ok(DecodedToken { header, claims, message, signature })
+}
+
+fn required_string(claims: &Map<String, Value>, name: &str) -> Result<String, AuthError> {
+    match claims.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(AuthError::new(DenyReason::Malformed, format!("the claim '{name}' is not a string"))),
+        None => Err(AuthError::new(DenyReason::MissingClaim, format!("the token has no {name} claim"))),
+    }
+}
+
+fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
+    let bad = || AuthError::new(DenyReason::Malformed, "the claim 'aud' must be a string or an array of strings");
+    match claims.get("aud") {
+        Some(Value::String(aud)) => Ok(vec![aud.clone()]),
+        Some(Value::Array(items)) if !items.is_empty() => items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(bad)).collect(),
+        Some(_) => Err(bad()),
+        None => Err(AuthError::new(DenyReason::MissingClaim, "the token has no aud claim")),
+    }
+}
+
+fn numeric(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .map(Some)
+            .ok_or_else(|| AuthError::new(DenyReason::Malformed, format!("the claim '{name}' is not a valid number"))),
+        Some(_) => Err(AuthError::new(DenyReason::Malformed, format!("the claim '{name}' is not a number"))),
+    }
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,505 @@
+//! An embedded authorization server that behaves like an Okta custom authorization server,
+//! for `halo-gateway dev` and the tests. DEVELOPMENT ONLY: its keys live in memory and its
+//! clients are printed at start.
+//!
+//! Under `{issuer}` = `http://127.0.0.1:PORT/oauth2/default`:
+//! - `GET /.well-known/openid-configuration`, `GET /.well-known/oauth-authorization-server`
+//! - `GET /v1/keys`: RSA-2048 JWKS (`kid`, `use: sig`, `alg: RS256`), with `ETag`
+//!   (304 on `If-None-Match`) and optional `Cache-Control: max-age`
+//! - `POST /v1/token`: client-credentials, client via form fields or HTTP Basic; errors per
+//!   RFC 6749 §5.2 as Okta words them
+//! - `POST /dev/rotate-keys`: a new signing key (the previous one stays published, as Okta
+//!   does, unless `?retire_old=true`)
+//!
+//! Tests also mint tokens from explicit claims and inject JWKS faults (see [`JwksFault`]).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{self, KeyPair as _};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The scope Halo's API clients ask for.
+pub const HALO_SCOPE: &str = "halo.api";
+/// Path of the authorization server under the listener, as Okta's `default` server.
+pub const ISSUER_PATH: &str = "/oauth2/default";
+
+/// An OAuth client of the embedded issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevClient {
+    pub id: String,
+    pub secret: String,
+    /// Put in the token's `role` claim when set.
+    pub role: Option<String>,
+}
+
+impl DevClient {
+    /// A client with a generated id and secret.
+    pub fn generate(role: Option<&str>) -> Self {
+        Self { id: format!("0oa{}", random_token(17)), secret: random_token(40), role: role.map(str::to_owned) }
+    }
+}
+
+/// Faults the JWKS endpoint can be told to produce (tests of the key cache).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum JwksFault {
+    #[default]
+    None,
+    /// Answer with this status and a short body.
+    Status(u16),
+    /// An HTML error page with status 200.
+    Html,
+    /// A 200 body of this many bytes of JSON-looking padding.
+    Oversized(usize),
+    /// Redirect to itself forever.
+    RedirectLoop,
+    /// `{"keys": []}`.
+    EmptySet,
+    /// Wait this long before answering normally.
+    Delay(Duration),
+}
+
+/// How the issuer is set up.
+#[derive(Debug, Clone)]
+pub struct IssuerOptions {
+    /// `aud` of issued tokens.
+    pub audience: String,
+    pub clients: Vec<DevClient>,
+    pub token_lifetime: Duration,
+    /// `Cache-Control: max-age` on the JWKS.
+    pub jwks_max_age: Option<Duration>,
+}
+
+impl Default for IssuerOptions {
+    fn default() -> Self {
+        Self {
+            audience: "api://halo".into(),
+            clients: vec![DevClient::generate(Some("Admin")), DevClient::generate(None)],
+            token_lifetime: Duration::from_secs(3600),
+            jwks_max_age: None,
+        }
+    }
+}
+
+struct SigningKey {
+    kid: String,
+    pair: KeyPair,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn generate() -> Result<Self, String> {
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| "RSA key generation failed".to_owned())?;
+        let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        let kid = random_token(22);
+        let jwk = json!({
+            "kty": "RSA",
+            "alg": "RS256",
+            "kid": kid,
+            "use": "sig",
+            "e": URL_SAFE_NO_PAD.encode(&public.e),
+            "n": URL_SAFE_NO_PAD.encode(&public.n),
+        });
+        Ok(Self { kid, pair, jwk })
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        // Signing with a key we just generated cannot fail.
+        let _ = self.pair.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig);
+        sig
+    }
+}
+
+struct IssuerState {
+    issuer: String,
+    options: IssuerOptions,
+    /// Published keys; the last one signs.
+    keys: RwLock<Vec<Arc<SigningKey>>>,
+    /// Extra raw JWKs published after the real ones (tests: odd or hostile keys).
+    extra_jwks: RwLock<Vec<Value>>,
+    fault: RwLock<JwksFault>,
+    metadata_fetches: AtomicU64,
+    jwks_fetches: AtomicU64,
+    jwks_not_modified: AtomicU64,
+    tokens_issued: AtomicU64,
+}
+
+/// A running embedded issuer.
+pub struct Issuer {
+    state: Arc<IssuerState>,
+    addr: SocketAddr,
+    server: RwLock<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer").field("issuer", &self.state.issuer).finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// Binds `addr` (port 0 picks one) and serves.
+    pub async fn start(addr: SocketAddr, options: IssuerOptions) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let key = SigningKey::generate().map_err(std::io::Error::other)?;
+        let state = Arc::new(IssuerState {
+            issuer: format!("http://{addr}{ISSUER_PATH}"),
+            options,
+            keys: RwLock::new(vec![Arc::new(key)]),
+            extra_jwks: RwLock::new(Vec::new()),
+            fault: RwLock::new(JwksFault::None),
+            metadata_fetches: AtomicU64::new(0),
+            jwks_fetches: AtomicU64::new(0),
+            jwks_not_modified: AtomicU64::new(0),
+            tokens_issued: AtomicU64::new(0),
+        });
+        let server = tokio::spawn(serve(listener, state.clone()));
+        Ok(Self { state, addr, server: RwLock::new(Some(server)) })
+    }
+
+    /// The issuer URL (`iss`, and the gateway's Authority).
+    pub fn url(&self) -> &str {
+        &self.state.issuer
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.state.options.audience
+    }
+
+    pub fn clients(&self) -> &[DevClient] {
+        &self.state.options.clients
+    }
+
+    /// Metadata documents served so far.
+    pub fn metadata_fetches(&self) -> u64 {
+        self.state.metadata_fetches.load(Ordering::SeqCst)
+    }
+
+    /// JWKS requests served so far (including 304s and faults).
+    pub fn jwks_fetches(&self) -> u64 {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// JWKS requests answered `304 Not Modified`.
+    pub fn jwks_not_modified(&self) -> u64 {
+        self.state.jwks_not_modified.load(Ordering::SeqCst)
+    }
+
+    pub fn tokens_issued(&self) -> u64 {
+        self.state.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// The current signing key's id.
+    pub fn current_kid(&self) -> String {
+        read(&self.state.keys).last().map(|k| k.kid.clone()).unwrap_or_default()
+    }
+
+    /// Publishes a new signing key; `retire_old` removes the previous ones from the JWKS.
+    pub fn rotate(&self, retire_old: bool) -> String {
+        rotate(&self.state, retire_old)
+    }
+
+    /// Adds raw JWKs to the published set.
+    pub fn publish_extra_jwks(&self, jwks: Vec<Value>) {
+        *write(&self.state.extra_jwks) = jwks;
+    }
+
+    pub fn set_fault(&self, fault: JwksFault) {
+        *write(&self.state.fault) = fault;
+    }
+
+    /// Stops answering: the port is closed (connections refused) until [`Issuer::resume`].
+    pub fn stop(&self) {
+        if let Some(server) = write(&self.server).take() {
+            server.abort();
+        }
+    }
+
+    /// Starts answering again on the same port.
+    pub async fn resume(&self) -> std::io::Result<()> {
+        self.stop();
+        let listener = TcpListener::bind(self.addr).await?;
+        *write(&self.server) = Some(tokio::spawn(serve(listener, self.state.clone())));
+        Ok(())
+    }
+
+    /// Signs `claims` with the current key and the header Okta uses (`alg: RS256`, `kid`).
+    pub fn sign(&self, claims: &Value) -> String {
+        let kid = self.current_kid();
+        self.sign_with_header(&json!({ "alg": "RS256", "kid": kid }), claims)
+    }
+
+    /// Signs arbitrary header and claims JSON with the current key.
+    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        self.sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+    }
+
+    /// Signs raw header and payload bytes (tests of duplicate members and odd JSON).
+    pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
+        let key = read(&self.state.keys).last().cloned();
+        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let signature = key.map(|k| k.sign(message.as_bytes())).unwrap_or_default();
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The claims Okta puts in a client-credentials access token.
+    pub fn claims_for(&self, client: &DevClient, scopes: &[&str]) -> Value {
+        okta_claims(&self.state, client, scopes)
+    }
+
+    /// A valid access token for `client`, as `/v1/token` would issue it.
+    pub fn token_for(&self, client: &DevClient) -> String {
+        self.sign(&self.claims_for(client, &[HALO_SCOPE]))
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn rotate(state: &IssuerState, retire_old: bool) -> String {
+    let key = match SigningKey::generate() {
+        Ok(key) => Arc::new(key),
+        Err(_) => return String::new(),
+    };
+    let kid = key.kid.clone();
+    let mut keys = write(&state.keys);
+    if retire_old {
+        keys.clear();
+    }
+    keys.push(key);
+    // Okta publishes at most the current and the next/previous key.
+    while keys.len() > 2 {
+        keys.remove(0);
+    }
+    kid
+}
+
+async fn serve(listener: TcpListener, state: Arc<IssuerState>) {
+    let issuer_routes = Router::new()
+        .route("/.well-known/openid-configuration", get(metadata))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/v1/keys", get(keys))
+        .route("/v1/token", post(token))
+        .route("/dev/rotate-keys", post(rotate_keys));
+    let app = Router::new().nest(ISSUER_PATH, issuer_routes).with_state(state);
+    let _ = axum::serve(listener, app).await;
+}
+
+async fn metadata(State(state): State<Arc<IssuerState>>) -> Json<Value> {
+    state.metadata_fetches.fetch_add(1, Ordering::SeqCst);
+    let issuer = &state.issuer;
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/v1/authorize"),
+        "token_endpoint": format!("{issuer}/v1/token"),
+        "jwks_uri": format!("{issuer}/v1/keys"),
+        "response_types_supported": ["code", "token"],
+        "grant_types_supported": ["client_credentials"],
+        "scopes_supported": [HALO_SCOPE],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "claims_supported": ["ver", "jti", "iss", "aud", "iat", "exp", "cid", "scp", "sub", "role"],
+        "code_challenge_methods_supported": ["S256"],
+        "halo_gateway_dev": "embedded development issuer; not for production",
+    }))
+}
+
+fn jwks_document(state: &IssuerState) -> Value {
+    let mut keys: Vec<Value> = read(&state.keys).iter().map(|k| k.jwk.clone()).collect();
+    keys.extend(read(&state.extra_jwks).iter().cloned());
+    json!({ "keys": keys })
+}
+
+async fn keys(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Response {
+    state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    let fault = read(&state.fault).clone();
+    match fault {
+        JwksFault::None => {}
+        JwksFault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, "injected failure").into_response();
+        }
+        JwksFault::Html => {
+            return ([(header::CONTENT_TYPE, "text/html")], "<html><body><h1>Service Unavailable</h1></body></html>").into_response();
+        }
+        JwksFault::Oversized(size) => {
+            let mut body = String::with_capacity(size);
+            body.push_str("{\"keys\":[],\"padding\":\"");
+            body.extend(std::iter::repeat_n('x', size.saturating_sub(30)));
+            body.push_str("\"}");
+            return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+        JwksFault::RedirectLoop => {
+            let location = format!("{}/v1/keys", state.issuer);
+            return (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
+        }
+        JwksFault::EmptySet => return Json(json!({ "keys": [] })).into_response(),
+        JwksFault::Delay(delay) => tokio::time::sleep(delay).await,
+    }
+    let body = jwks_document(&state).to_string();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
+    let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]));
+    let mut response = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        state.jwks_not_modified.fetch_add(1, Ordering::SeqCst);
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    if let Some(age) = state.options.jwks_max_age {
+        if let Ok(value) = HeaderValue::from_str(&format!("max-age={}, must-revalidate", age.as_secs())) {
+            response.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response = (status, Json(json!({ "error": error, "error_description": description }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"halo-gateway dev issuer\""));
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+async fn token(State(state): State<Arc<IssuerState>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+    let credentials = basic_credentials(&headers).or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)));
+    let client = credentials.and_then(|(id, secret)| {
+        state.options.clients.iter().find(|c| c.id == id && constant_time_eq(c.secret.as_bytes(), secret.as_bytes())).cloned()
+    });
+    let Some(client) = client else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed. Either the client or the client credentials are invalid.");
+    };
+    match form.grant_type.as_deref() {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "The authorization grant type is not supported by the authorization server. Configured grant types: [client_credentials].");
+        }
+        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The 'grant_type' parameter is required."),
+    }
+    let requested: Vec<&str> = form.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    if requested.is_empty() {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "The authorization server resource does not have any configured default scopes, 'scope' must be provided.");
+    }
+    if let Some(bad) = requested.iter().find(|s| ["openid", "profile", "email", "address", "phone", "offline_access"].contains(s)) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("The following scopes are not allowed for the client credentials flow: '{bad}'."));
+    }
+    if let Some(unknown) = requested.iter().find(|s| **s != HALO_SCOPE) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("One or more scopes are not configured for the authorization server resource: '{unknown}'."));
+    }
+    state.tokens_issued.fetch_add(1, Ordering::SeqCst);
+    let claims = okta_claims(&state, &client, &requested);
+    let key = read(&state.keys).last().cloned();
+    let Some(key) = key else {
+        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "no signing key");
+    };
+    let header = json!({ "kid": key.kid, "alg": "RS256" });
+    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let access_token = format!("{message}.{}", URL_SAFE_NO_PAD.encode(key.sign(message.as_bytes())));
+    let mut response = Json(json!({
+        "token_type": "Bearer",
+        "expires_in": state.options.token_lifetime.as_secs(),
+        "access_token": access_token,
+        "scope": requested.join(" "),
+    }))
+    .into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct RotateQuery {
+    #[serde(default)]
+    retire_old: bool,
+}
+
+async fn rotate_keys(State(state): State<Arc<IssuerState>>, Query(query): Query<RotateQuery>) -> Json<Value> {
+    let kid = rotate(&state, query.retire_old);
+    let published: Vec<String> = read(&state.keys).iter().map(|k| k.kid.clone()).collect();
+    Json(json!({ "signing_kid": kid, "published_kids": published, "retired_old": query.retire_old }))
+}
+
+fn okta_claims(state: &IssuerState, client: &DevClient, scopes: &[&str]) -> Value {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut claims = json!({
+        "ver": 1,
+        "jti": format!("AT.{}", random_token(43)),
+        "iss": state.issuer,
+        "aud": state.options.audience,
+        "iat": now,
+        "exp": now + state.options.token_lifetime.as_secs(),
+        "cid": client.id,
+        "scp": scopes,
+        "sub": client.id,
+    });
+    if let (Some(role), Some(map)) = (&client.role, claims.as_object_mut()) {
+        map.insert("role".into(), Value::String(role.clone()));
+    }
+    claims
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// URL-safe random text of `len` characters.
+pub fn random_token(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
+}

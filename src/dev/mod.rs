@@ -1,0 +1,240 @@
+//! `halo-gateway dev`: the embedded issuer, the stub Halo API and the gateway in one process on
+//! loopback, so the whole Okta + Halo flow runs on a laptop with no accounts.
+//!
+//! The gateway is configured through the same code path as `serve` ([`Config::load_with_env`]
+//! with ASP.NET-style variables), not a special case. The same issuer and stub are what the
+//! integration tests use.
+
+pub mod issuer;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use self::issuer::{DevClient, Issuer, IssuerOptions};
+use self::upstream::StubUpstream;
+use crate::config::{AspNetEnv, Config};
+use crate::server::RunningGateway;
+
+/// Flags of `halo-gateway dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevOptions {
+    /// Gateway public listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Gateway admin listener (/healthz, /readyz, /metrics).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// Embedded issuer listener.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub issuer_listen: SocketAddr,
+    /// Stub Halo API listener.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub upstream_listen: SocketAddr,
+    /// Start only the embedded issuer (for a real Halo with no Okta).
+    #[arg(long, conflicts_with = "upstream_only")]
+    pub issuer_only: bool,
+    /// Start only the stub Halo API (for a real Okta with no Halo).
+    #[arg(long)]
+    pub upstream_only: bool,
+    /// Use this real Halo API instead of the stub.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Audience of issued tokens and the gateway's ValidAudiences__0.
+    #[arg(long, default_value = "api://halo")]
+    pub audience: String,
+    /// Admin client id (generated when absent).
+    #[arg(long, env = "HALO_DEV_ADMIN_CLIENT_ID", requires = "admin_client_secret")]
+    pub admin_client_id: Option<String>,
+    #[arg(long, env = "HALO_DEV_ADMIN_CLIENT_SECRET", hide_env_values = true)]
+    pub admin_client_secret: Option<String>,
+    /// User client id (no role claim; generated when absent).
+    #[arg(long, env = "HALO_DEV_USER_CLIENT_ID", requires = "user_client_secret")]
+    pub user_client_id: Option<String>,
+    #[arg(long, env = "HALO_DEV_USER_CLIENT_SECRET", hide_env_values = true)]
+    pub user_client_secret: Option<String>,
+    /// Allow the embedded issuer and stub to bind non-loopback addresses.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// Extra gateway settings (TOML), applied under the dev defaults' environment.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// A running dev stack.
+#[derive(Debug)]
+pub struct DevStack {
+    pub issuer: Option<Issuer>,
+    pub upstream: Option<StubUpstream>,
+    pub gateway: Option<RunningGateway>,
+    pub upstream_url: String,
+}
+
+/// Why `dev` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("{flag} {addr} is not a loopback address; the embedded issuer and stub are for development only (pass --allow-non-loopback to override)")]
+    NotLoopback { flag: &'static str, addr: SocketAddr },
+    #[error("{flag}: cannot listen on {addr}: {source}")]
+    Bind {
+        flag: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] crate::server::StartError),
+}
+
+fn client(id: Option<&String>, secret: Option<&String>, role: Option<&str>) -> DevClient {
+    match (id, secret) {
+        (Some(id), Some(secret)) => DevClient { id: id.clone(), secret: secret.clone(), role: role.map(str::to_owned) },
+        _ => DevClient::generate(role),
+    }
+}
+
+impl DevStack {
+    pub async fn start(options: &DevOptions) -> Result<Self, DevError> {
+        if !options.allow_non_loopback {
+            for (flag, addr) in [("--issuer-listen", options.issuer_listen), ("--upstream-listen", options.upstream_listen)] {
+                if !addr.ip().is_loopback() {
+                    return Err(DevError::NotLoopback { flag, addr });
+                }
+            }
+        }
+        let issuer = if options.upstream_only {
+            None
+        } else {
+            let issuer_options = IssuerOptions {
+                audience: options.audience.clone(),
+                clients: vec![
+                    client(options.admin_client_id.as_ref(), options.admin_client_secret.as_ref(), Some("Admin")),
+                    client(options.user_client_id.as_ref(), options.user_client_secret.as_ref(), None),
+                ],
+                ..IssuerOptions::default()
+            };
+            Some(Issuer::start(options.issuer_listen, issuer_options).await.map_err(|source| DevError::Bind {
+                flag: "--issuer-listen",
+                addr: options.issuer_listen,
+                source,
+            })?)
+        };
+        let upstream = if options.issuer_only || options.upstream.is_some() {
+            None
+        } else {
+            Some(StubUpstream::start(options.upstream_listen).await.map_err(|source| DevError::Bind {
+                flag: "--upstream-listen",
+                addr: options.upstream_listen,
+                source,
+            })?)
+        };
+        let upstream_url = options.upstream.clone().or_else(|| upstream.as_ref().map(StubUpstream::url)).unwrap_or_default();
+        let gateway = match (&issuer, options.issuer_only || options.upstream_only) {
+            (Some(issuer), false) => {
+                let config = Config::load_with_env(options.config.as_deref(), dev_environment(options, issuer, &upstream_url))?;
+                Some(crate::server::start(&config).await?)
+            }
+            _ => None,
+        };
+        Ok(Self { issuer, upstream, gateway, upstream_url })
+    }
+
+    /// Stops the gateway gracefully (the issuer and stub stop when dropped).
+    pub async fn shutdown(self) {
+        if let Some(gateway) = self.gateway {
+            gateway.shutdown().await;
+        }
+    }
+
+    /// The banner and copy-paste walkthrough printed at start.
+    pub fn walkthrough(&self) -> String {
+        let mut out = String::new();
+        out.push_str("halo-gateway dev: DEVELOPMENT ONLY. The embedded issuer's keys live in memory and its\n");
+        out.push_str("client secrets are printed below. Never point production clients at it.\n\n");
+        if let Some(issuer) = &self.issuer {
+            out.push_str(&format!("  embedded Okta-like issuer : {}\n", issuer.url()));
+        }
+        if let Some(upstream) = &self.upstream {
+            out.push_str(&format!("  stub Halo API             : {}\n", upstream.url()));
+        } else if !self.upstream_url.is_empty() {
+            out.push_str(&format!("  Halo API                  : {}\n", self.upstream_url));
+        }
+        if let Some(gateway) = &self.gateway {
+            out.push_str(&format!("  halo-gateway              : http://{}\n", gateway.public_addr));
+            out.push_str(&format!("  admin (healthz/readyz/metrics): http://{}\n", gateway.admin_addr));
+        }
+        let Some(issuer) = &self.issuer else {
+            return out;
+        };
+        let admin = &issuer.clients()[0];
+        let user = &issuer.clients()[1];
+        let halo = self.gateway.as_ref().map_or_else(|| self.upstream_url.clone(), |g| format!("http://{}", g.public_addr));
+        out.push_str(&format!(
+            r#"
+Clients:  Admin (role claim "Admin")  id {admin_id}  secret {admin_secret}
+          User  (no role claim)       id {user_id}  secret {user_secret}
+
+Walkthrough (Halo's "Verify authentication" guide; paste into another terminal):
+
+export OKTA_ISSUER_URI='{issuer_url}'
+export HALO_API_URL='{halo}'
+export CLIENT_ID='{user_id}'
+export CLIENT_SECRET='{user_secret}'
+export ADMIN_CLIENT_ID='{admin_id}'
+export ADMIN_CLIENT_SECRET='{admin_secret}'
+
+# 1. No token: 401 with WWW-Authenticate: Bearer
+curl -i "$HALO_API_URL/api/v1/policies"
+
+# 2. Get a token (client credentials, scope halo.api), then call the API: 200
+TOKEN=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials -d scope=halo.api \
+  "$OKTA_ISSUER_URI/v1/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+curl -i -H "Authorization: Bearer $TOKEN" "$HALO_API_URL/api/v1/policies"
+
+# 3. Rebuild a file: the bytes come back
+echo 'hello halo' > sample.txt
+curl -s -H "Authorization: Bearer $TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/rebuild/file" -o rebuilt.txt && cat rebuilt.txt
+
+# 4. License upload with the User client: 403 AdminRoleMissing
+curl -i -X POST -H "Authorization: Bearer $TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/license"
+
+# 5. The same with the Admin client: 201
+ADMIN_TOKEN=$(curl -s -d grant_type=client_credentials -d scope=halo.api \
+  -d client_id="$ADMIN_CLIENT_ID" -d client_secret="$ADMIN_CLIENT_SECRET" \
+  "$OKTA_ISSUER_URI/v1/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+curl -i -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/license"
+
+# 6. Rotate the issuer's signing key and watch the gateway follow (new token, still 200)
+curl -s -X POST "$OKTA_ISSUER_URI/dev/rotate-keys"
+TOKEN=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials -d scope=halo.api \
+  "$OKTA_ISSUER_URI/v1/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+curl -i -H "Authorization: Bearer $TOKEN" "$HALO_API_URL/api/v1/policies"
+
+Press Ctrl-C to stop.
+"#,
+            admin_id = admin.id,
+            admin_secret = admin.secret,
+            user_id = user.id,
+            user_secret = user.secret,
+            issuer_url = issuer.url(),
+        ));
+        out
+    }
+}
+
+/// The ASP.NET-style variables `serve` would read, pointing at the embedded parts.
+fn dev_environment(options: &DevOptions, issuer: &Issuer, upstream_url: &str) -> AspNetEnv {
+    AspNetEnv::from_vars([
+        ("AuthenticationScheme".to_owned(), "Bearer".to_owned()),
+        ("Authentication__Schemes__Bearer__Authority".to_owned(), issuer.url().to_owned()),
+        ("Authentication__Schemes__Bearer__ValidIssuer".to_owned(), issuer.url().to_owned()),
+        ("Authentication__Schemes__Bearer__ValidAudiences__0".to_owned(), options.audience.clone()),
+        // The embedded issuer speaks plain http on loopback.
+        ("Authentication__Schemes__Bearer__RequireHttpsMetadata".to_owned(), "false".to_owned()),
+        ("Gateway__Upstream".to_owned(), upstream_url.to_owned()),
+        ("Gateway__Listen".to_owned(), options.listen.to_string()),
+        ("Gateway__AdminListen".to_owned(), options.admin_listen.to_string()),
+    ])
+}

@@ -1,0 +1,180 @@
+//! Header rewriting between client and upstream.
+//!
+//! - Hop-by-hop headers are removed both ways (RFC 9110 §7.6.1): `Connection` and every name
+//!   it lists, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Connection`,
+//!   `Proxy-Authorization`, plus `HTTP2-Settings` (RFC 7540 §3.2.1).
+//! - `X-HTTP-Method-Override` and its variants are dropped, so a verb the policy never saw
+//!   cannot reach Halo. `Expect` is dropped: the body is already flowing when we forward.
+//! - `X-Forwarded-For/Proto/Host` and `Forwarded` are replaced with what the gateway saw,
+//!   unless the peer is a trusted proxy (then `X-Forwarded-For` is appended to). `Via` is
+//!   added (RFC 9110 §7.6.3). `Host` becomes the upstream's authority (set by the client).
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "proxy-authorization",
+    "http2-settings",
+    "trailer",
+];
+
+const METHOD_OVERRIDES: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Forwarding headers a client may only set through a trusted proxy.
+const FORWARDING: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "forwarded",
+];
+
+const VIA_VALUE: &str = "1.1 halo-gateway";
+
+/// Removes hop-by-hop headers, including those named by `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in &listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// What the gateway knows about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub peer: IpAddr,
+    /// The peer is listed in `Gateway__TrustedProxies`.
+    pub trusted: bool,
+}
+
+/// Rewrites a client's request headers for the upstream.
+pub fn rewrite_request(headers: &mut HeaderMap, client: ClientInfo, forward_authorization: bool) {
+    strip_hop_by_hop(headers);
+    for name in METHOD_OVERRIDES {
+        headers.remove(*name);
+    }
+    headers.remove(header::EXPECT);
+    if !forward_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let host = headers.remove(header::HOST);
+    let peer = client.peer.to_string();
+    if client.trusted {
+        let chain = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .chain(std::iter::once(peer.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        set(headers, X_FORWARDED_FOR, &chain);
+        if !headers.contains_key(X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        if !headers.contains_key(X_FORWARDED_HOST) {
+            if let Some(host) = host {
+                headers.insert(X_FORWARDED_HOST, host);
+            }
+        }
+    } else {
+        for name in FORWARDING {
+            headers.remove(*name);
+        }
+        set(headers, X_FORWARDED_FOR, &peer);
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Some(host) = host {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+    }
+    append_via(headers);
+}
+
+/// Rewrites an upstream response's headers for the client.
+pub fn rewrite_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+}
+
+fn append_via(headers: &mut HeaderMap) {
+    headers.append(header::VIA, HeaderValue::from_static(VIA_VALUE));
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("x-http-method-override", "DELETE"),
+            ("content-type", "application/json"),
+        ]);
+        let untrusted = ClientInfo { peer: "10.1.2.3".parse().expect("ip"), trusted: false };
+        rewrite_request(&mut h, untrusted, true);
+        for gone in ["connection", "x-secret-hop", "keep-alive", "te", "upgrade", "proxy-authorization", "proxy-connection", "x-http-method-override"] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(h["content-type"], "application/json");
+    }
+
+    #[test]
+    fn forwarding_headers_are_replaced_unless_trusted() {
+        let base = [("host", "gw.example"), ("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6"), ("x-forwarded-proto", "https")];
+        let mut h = map(&base);
+        rewrite_request(&mut h, ClientInfo { peer: "10.1.2.3".parse().expect("ip"), trusted: false }, true);
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "gw.example");
+        assert!(!h.contains_key("forwarded") && !h.contains_key("host"));
+        assert_eq!(h["via"], "1.1 halo-gateway");
+
+        let mut h = map(&base);
+        rewrite_request(&mut h, ClientInfo { peer: "10.1.2.3".parse().expect("ip"), trusted: true }, true);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}

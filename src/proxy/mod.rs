@@ -1,0 +1,112 @@
+//! Forwarding to the Halo upstream: one pooled hyper client built at start-up, bodies streamed
+//! both ways (a multi-GB upload uses constant memory), status/headers/bytes from Halo passed
+//! back untouched except for hop-by-hop headers.
+//!
+//! The upstream URL comes from configuration only; an absolute-form request target never
+//! chooses it. An upstream `101 Switching Protocols` or a response with both
+//! `Transfer-Encoding` and `Content-Length` (RFC 9112 §6.3: smuggling risk) becomes 502.
+
+pub mod body;
+pub mod error;
+pub mod headers;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use url::Url;
+
+pub use self::error::ProxyError;
+use crate::auth::path::NormalizedPath;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Halo API behind the gateway.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    scheme: Scheme,
+    authority: Authority,
+    /// Path prefix of the upstream base URL, without a trailing slash.
+    base_path: String,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(base: &Url, timeout: Duration) -> Result<Self, String> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_keepalive(Some(Duration::from_secs(30)));
+        let tls = hyper_rustls::HttpsConnectorBuilder::new();
+        let tls = match tls.with_native_roots() {
+            Ok(builder) => builder,
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+        };
+        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        let scheme = Scheme::try_from(base.scheme()).map_err(|e| e.to_string())?;
+        let host = base.host_str().ok_or("the upstream URL has no host")?;
+        let authority = match base.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let authority = Authority::try_from(authority.as_str()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            scheme,
+            authority,
+            base_path: base.path().trim_end_matches('/').to_owned(),
+            timeout,
+        })
+    }
+
+    /// The upstream URI for a normalized path and the original query.
+    pub fn target(&self, path: &NormalizedPath, query: Option<&str>) -> Result<Uri, ProxyError> {
+        let mut path_and_query = String::with_capacity(self.base_path.len() + path.as_str().len() + query.map_or(0, |q| q.len() + 1));
+        path_and_query.push_str(&self.base_path);
+        path_and_query.push_str(path.as_str());
+        if let Some(q) = query {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| ProxyError::BadRequest(format!("the request target cannot be forwarded: {e}")))
+    }
+
+    /// Sends a prepared request (headers already rewritten) and returns Halo's response head
+    /// with its body still streaming.
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
+        *request.version_mut() = Version::HTTP_11;
+        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Err(_) => return Err(ProxyError::Timeout(self.timeout)),
+            Ok(Err(e)) => return Err(ProxyError::from_client_error(&e)),
+            Ok(Ok(response)) => response,
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ProxyError::BadResponse("the upstream switched protocols; upgrades are not proxied".into()));
+        }
+        let h = response.headers();
+        if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+            return Err(ProxyError::BadResponse("the response has both Transfer-Encoding and Content-Length".into()));
+        }
+        let (mut parts, body) = response.into_parts();
+        headers::rewrite_response(&mut parts.headers);
+        Ok(Response::from_parts(parts, body))
+    }
+}

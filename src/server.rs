@@ -1,0 +1,226 @@
+//! Listeners (public + admin), connection limits and graceful shutdown.
+//!
+//! The public listener is a hyper-util accept loop rather than `axum::serve`, because the
+//! front needs what `axum::serve` does not offer: a header-read timeout (slowloris; hyper also
+//! applies it to idle keep-alive connections), header count and size limits (431), and a cap
+//! on concurrent connections. On shutdown the listener closes, `/readyz` turns 503, and
+//! in-flight requests get up to `Gateway__ShutdownTimeout` to finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+use crate::auth::Authenticator;
+use crate::auth::jwks::Fetcher;
+use crate::auth::keys::KeyStore;
+use crate::auth::policy::Policy;
+use crate::auth::validate::Validator;
+use crate::config::{Config, GatewayConfig};
+use crate::handler::{AppState, RequestLimits};
+use crate::health::{AdminState, admin_app};
+use crate::metrics::Metrics;
+use crate::middleware::public_app;
+use crate::proxy::Upstream;
+
+/// A start-up failure; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{setting}: cannot listen on {addr}: {source}")]
+    Bind {
+        setting: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Gateway__Upstream: {0}")]
+    Upstream(String),
+    #[error("cannot build the issuer client: {0}")]
+    IssuerClient(String),
+}
+
+/// A started gateway: addresses for tests and `dev`, and a handle to stop it.
+#[derive(Debug)]
+pub struct RunningGateway {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub keys: Arc<KeyStore>,
+    pub validator: Arc<Validator>,
+    pub metrics: Arc<Metrics>,
+    admin: Arc<AdminState>,
+    shutdown: CancellationToken,
+    public_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+    refresh_task: JoinHandle<()>,
+}
+
+/// Builds everything, binds both listeners, loads keys once, and starts serving.
+pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref()).map_err(StartError::IssuerClient)?;
+    let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
+    let validator = Validator::new(&config.auth, keys.clone(), metrics.clone());
+    let auth = Authenticator::new(validator.clone(), Policy::new(config.gateway.rules.clone()), metrics.clone());
+    let upstream = Upstream::new(&config.gateway.upstream, config.gateway.upstream_timeout).map_err(StartError::Upstream)?;
+    let g = &config.gateway;
+    let state = Arc::new(AppState {
+        auth,
+        upstream,
+        metrics: metrics.clone(),
+        limits: RequestLimits {
+            max_body: g.max_request_body_size,
+            body_idle_timeout: g.body_idle_timeout,
+            trusted_proxies: g.trusted_proxies.clone(),
+            forward_authorization: g.forward_authorization,
+        },
+    });
+
+    let public = bind(g.listen, "Gateway__Listen").await?;
+    let admin_listener = bind(g.admin_listen, "Gateway__AdminListen").await?;
+    let public_addr = public.local_addr().map_err(|source| StartError::Bind { setting: "Gateway__Listen", addr: g.listen, source })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { setting: "Gateway__AdminListen", addr: g.admin_listen, source })?;
+
+    // Warm up before serving: one attempt now; failures are retried by the refresh loop.
+    let first = keys.refresh().await;
+    let refresh_task = tokio::spawn(keys.clone().run_refresh_loop(first));
+
+    let shutdown = CancellationToken::new();
+    let admin = Arc::new(AdminState { keys: keys.clone(), metrics: metrics.clone(), draining: false.into() });
+    let admin_token = CancellationToken::new();
+    let admin_task = {
+        let app = admin_app(admin.clone());
+        let token = admin_token.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(admin_listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+        })
+    };
+    let public_task = {
+        let app = public_app(state);
+        let limits = g.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            serve_public(public, app, &limits, token).await;
+            admin_token.cancel();
+        })
+    };
+    tracing::info!(listen = %public_addr, admin = %admin_addr, upstream = %crate::config::redact(&g.upstream), "halo-gateway started");
+    Ok(RunningGateway { public_addr, admin_addr, keys, validator, metrics, admin, shutdown, public_task, admin_task, refresh_task })
+}
+
+async fn bind(addr: SocketAddr, setting: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { setting, addr, source })
+}
+
+impl RunningGateway {
+    /// Stops accepting, drains in-flight requests (bounded), and waits for the listeners.
+    pub async fn shutdown(self) {
+        self.admin.draining.store(true, Ordering::Relaxed);
+        self.shutdown.cancel();
+        let _ = self.public_task.await;
+        let _ = self.admin_task.await;
+        self.refresh_task.abort();
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; draining in-flight requests");
+        self.shutdown().await;
+        tracing::info!("halo-gateway stopped");
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn serve_public(listener: TcpListener, app: Router, limits: &GatewayConfig, shutdown: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_header_count)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { app.call(request).await }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {},
+        () = tokio::time::sleep(limits.shutdown_timeout) => {
+            tracing::warn!(timeout = ?limits.shutdown_timeout, "drain time exceeded; closing remaining connections");
+        },
+    }
+}
