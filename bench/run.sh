@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# halo-gateway load benchmark against a plain nginx reverse proxy, on loopback.
+#
+#   bash bench/run.sh              # from the repository root; ~6-8 minutes on 2 cores
+#
+# What it does (docs/performance.md explains the method and has the latest results):
+#   1. builds the release binary, installs wrk + nginx-light if missing (apt), starts the stub
+#      Halo API (Rust/axum, `halo-gateway dev --upstream-only`), the embedded issuer
+#      (`dev --issuer-only`), nginx as a plain proxy, and halo-gateway (`serve`);
+#   2. GET /api/v1/policies with wrk, 64 connections: (a) direct to the stub, (b) nginx,
+#      (c) halo-gateway with one reused token, (d) halo-gateway with a distinct token on every
+#      request and TokenCacheSize=0 (a full RS256 verification per request);
+#      the same at 1 connection (added latency); uploads through (a), (b), (c); RSS idle and
+#      with 5,000 idle keep-alive connections; optionally (c) again with the info access log;
+#   3. prints one markdown table and saves it (and the raw log) under bench/results/.
+#
+# Knobs (environment):
+#   DURATION=20        seconds per 64-connection run      LOW_DURATION=10  seconds per 1-connection run
+#   WARMUP=2           seconds of warm-up before each run  CONNECTIONS=64
+#   WRK_THREADS=2      wrk threads for the 64-connection runs (1 for the 1-connection runs)
+#   TOKENS=2000        pre-minted distinct tokens for (d)
+#   UPLOAD_SIZES="100M 1G"   UPLOAD_REPEAT=3 (median reported)
+#   UPLOAD_PATH=/api/v1/rebuild/file (multipart, echoed back) or /stub/sink (raw body, counted)
+#   IDLE_CONNS=5000    MEASURE_INFO_LOG=1 (extra run of (c) with Gateway__LogLevel=info)
+#   SKIP_BUILD=0       HALO_BIN=<path> (skip the build and use this binary)
+#   CARGO_TARGET_DIR   where the release binary is built (default ./target)
+#   BASE_PORT=18080    ports BASE..BASE+5 on 127.0.0.1
+#   RESULTS_DIR=bench/results   KEEP_RUN_DIR=0
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+DURATION=${DURATION:-20}
+LOW_DURATION=${LOW_DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
+TOKENS=${TOKENS:-2000}
+UPLOAD_SIZES=${UPLOAD_SIZES:-"100M 1G"}
+UPLOAD_REPEAT=${UPLOAD_REPEAT:-3}
+UPLOAD_PATH=${UPLOAD_PATH:-/api/v1/rebuild/file}
+IDLE_CONNS=${IDLE_CONNS:-5000}
+MEASURE_INFO_LOG=${MEASURE_INFO_LOG:-1}
+SKIP_BUILD=${SKIP_BUILD:-0}
+BASE_PORT=${BASE_PORT:-18080}
+RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
+KEEP_RUN_DIR=${KEEP_RUN_DIR:-0}
+
+GW_PORT=$BASE_PORT
+ADMIN_PORT=$((BASE_PORT + 1))
+ISSUER_PORT=$((BASE_PORT + 2))
+STUB_PORT=$((BASE_PORT + 3))
+NGINX_PORT=$((BASE_PORT + 4))
+HOST=127.0.0.1
+ISSUER_URL="http://$HOST:$ISSUER_PORT/oauth2/default"
+ADMIN_ID=0oabenchadmin
+ADMIN_SECRET=bench-admin-secret-not-for-production-000000
+USER_ID=0oabenchuser
+USER_SECRET=bench-user-secret-not-for-production-0000000
+
+RUN_DIR=$(mktemp -d /tmp/halo-bench.XXXXXX)
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+mkdir -p "$RESULTS_DIR"
+LOG="$RESULTS_DIR/run-$STAMP.log"
+exec > >(tee "$LOG") 2>&1
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ "$KEEP_RUN_DIR" != 1 ]]; then rm -rf "$RUN_DIR"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n== %s\n' "$*"; }
+die() { echo "error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools and build
+need_apt=()
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
+if ((${#need_apt[@]})); then
+    say "installing ${need_apt[*]} (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+command -v python3 >/dev/null || die "python3 is needed (token minting, idle connections)"
+command -v curl >/dev/null || die "curl is needed"
+
+if [[ -n "${HALO_BIN:-}" ]]; then
+    BIN=$HALO_BIN
+else
+    TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
+    BIN=$TARGET_DIR/release/halo-gateway
+    if [[ "$SKIP_BUILD" != 1 ]]; then
+        say "cargo build --release"
+        (cd "$REPO_DIR" && cargo build --release --bin halo-gateway)
+    fi
+fi
+[[ -x "$BIN" ]] || die "no binary at $BIN"
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+say "environment"
+echo "date (UTC):   $(date -u '+%Y-%m-%d %H:%M')"
+echo "machine:      $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
+echo "halo-gateway: $BIN ($(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_DIR" && git diff --quiet -- src Cargo.toml 2>/dev/null || echo ', dirty src'))"
+echo "wrk:          $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+echo "nginx:        $("$NGINX" -v 2>&1 | sed 's/.*version: //')"
+echo "curl:         $(curl --version | head -1 | awk '{print $2}')"
+echo "settings:     DURATION=$DURATION LOW_DURATION=$LOW_DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS TOKENS=$TOKENS UPLOAD_PATH=$UPLOAD_PATH UPLOAD_SIZES='$UPLOAD_SIZES' IDLE_CONNS=$IDLE_CONNS"
+echo "ulimit -n:    $(ulimit -n)"
+
+# ---------------------------------------------------------------- helpers
+wait_http() { # url [tries]
+    local i
+    for ((i = 0; i < ${2:-200}; i++)); do
+        if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    die "$1 did not answer"
+}
+
+kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || echo "note: cannot reset VmHWM of $1 (clear_refs); peak RSS includes earlier phases"; }
+
+GW_PID=
+start_gateway() { # name token_cache_size log_level
+    local name=$1 cache=$2 level=$3 out=$RUN_DIR/gateway-$1.log
+    [[ "$level" == info ]] && out=/dev/null
+    env -i PATH="$PATH" \
+        Authentication__Schemes__Bearer__Authority="$ISSUER_URL" \
+        Authentication__Schemes__Bearer__ValidAudiences__0=api://halo \
+        Authentication__Schemes__Bearer__RequireHttpsMetadata=false \
+        Authentication__Schemes__Bearer__TokenCacheSize="$cache" \
+        Gateway__Upstream="http://$HOST:$STUB_PORT" \
+        Gateway__Listen="$HOST:$GW_PORT" \
+        Gateway__AdminListen="$HOST:$ADMIN_PORT" \
+        Gateway__LogLevel="$level" \
+        Gateway__HeaderReadTimeout=120s \
+        "$BIN" serve >"$out" 2>"$RUN_DIR/gateway-$name.err" &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    wait_http "http://$HOST:$ADMIN_PORT/readyz"
+}
+
+stop_gateway() {
+    kill "$GW_PID" 2>/dev/null || true
+    wait "$GW_PID" 2>/dev/null || true
+    GW_PID=
+}
+
+declare -A R_RPS R_P50 R_P99 R_ERR
+# run_wrk key url connections threads duration [wrk args...]
+run_wrk() {
+    local key=$1 url=$2 conns=$3 threads=$4 dur=$5
+    shift 5
+    wrk -t"$threads" -c"$conns" -d"${WARMUP}s" --timeout 5s "$@" "$url" >/dev/null 2>&1 || true
+    local out
+    out=$(wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 5s --latency "$@" "$url" 2>&1) || die "wrk failed: $out"
+    echo "$out" >"$RUN_DIR/wrk-$key.txt"
+    local line
+    line=$(grep '^RESULT' <<<"$out") || die "no RESULT line from wrk: $out"
+    R_RPS[$key]=$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")
+    R_P50[$key]=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")
+    R_P99[$key]=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
+    local sock non2xx
+    sock=$(sed -E 's/.*socket_errors=([0-9]+).*/\1/' <<<"$line")
+    non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$line")
+    R_ERR[$key]=$((sock + non2xx))
+    printf '%-22s %s\n' "$key" "$line"
+    if ((R_ERR[$key] > 0)); then echo "WARNING: $key had $sock socket errors and $non2xx non-2xx responses"; fi
+}
+
+declare -A U_MBS U_HWM
+# upload key url size_label file [pid-for-peak-rss]
+run_upload() {
+    local key=$1 url=$2 label=$3 file=$4 pid=${5:-}
+    local size rates=() hwm=0 i out code t up down
+    size=$(stat -c %s "$file")
+    for ((i = 0; i < UPLOAD_REPEAT; i++)); do
+        [[ -n "$pid" ]] && reset_hwm "$pid"
+        if [[ "$UPLOAD_PATH" == /stub/sink ]]; then
+            out=$(curl -sS -o /dev/null -H 'Expect:' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/octet-stream' \
+                -X POST -T "$file" -w '%{http_code} %{time_total} %{size_upload} %{size_download}' "$url$UPLOAD_PATH")
+        else
+            out=$(curl -sS -o /dev/null -H 'Expect:' -H "Authorization: Bearer $TOKEN" \
+                -F "file=@$file;type=application/octet-stream" -w '%{http_code} %{time_total} %{size_upload} %{size_download}' "$url$UPLOAD_PATH")
+        fi
+        read -r code t up down <<<"$out"
+        [[ "$code" == 200 ]] || die "upload $key/$label: HTTP $code"
+        if [[ "$UPLOAD_PATH" != /stub/sink && "$down" != "$size" ]]; then die "upload $key/$label: echoed $down bytes, sent $size"; fi
+        rates+=("$(awk -v s="$size" -v t="$t" 'BEGIN {printf "%.0f", s / t / 1e6}')")
+        if [[ -n "$pid" ]]; then
+            local h
+            h=$(kib "$pid" VmHWM)
+            ((h > hwm)) && hwm=$h
+        fi
+    done
+    U_MBS[$key-$label]=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+    [[ -n "$pid" ]] && U_HWM[$key-$label]=$hwm
+    printf '%-22s %s MB/s (runs: %s)%s\n' "upload $key $label" "${U_MBS[$key-$label]}" "${rates[*]}" "${pid:+ peak RSS $(mib "$hwm") MiB}"
+}
+
+# ---------------------------------------------------------------- start the fixed parts
+say "starting the stub upstream, the issuer and nginx"
+"$BIN" dev --upstream-only --upstream-listen "$HOST:$STUB_PORT" >"$RUN_DIR/stub.log" 2>&1 &
+STUB_PID=$!
+PIDS+=("$STUB_PID")
+"$BIN" dev --issuer-only --issuer-listen "$HOST:$ISSUER_PORT" \
+    --admin-client-id "$ADMIN_ID" --admin-client-secret "$ADMIN_SECRET" \
+    --user-client-id "$USER_ID" --user-client-secret "$USER_SECRET" >"$RUN_DIR/issuer.log" 2>&1 &
+PIDS+=("$!")
+wait_http "http://$HOST:$STUB_PORT/api/v1/policies"
+wait_http "$ISSUER_URL/.well-known/openid-configuration"
+
+mkdir -p "$RUN_DIR"/nginx-{body,proxy,fastcgi,uwsgi,scgi}
+sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@UPSTREAM@|$HOST:$STUB_PORT|g" -e "s|@NGINX_LISTEN@|$HOST:$NGINX_PORT|g" \
+    "$BENCH_DIR/nginx.conf.template" >"$RUN_DIR/nginx.conf"
+"$NGINX" -t -q -c "$RUN_DIR/nginx.conf" -p "$RUN_DIR" 2>&1 | grep -v 'could not open error log' || true
+"$NGINX" -c "$RUN_DIR/nginx.conf" -p "$RUN_DIR" 2>>"$RUN_DIR/nginx-error.log" &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_http "http://$HOST:$NGINX_PORT/api/v1/policies"
+echo "nginx workers: $(pgrep -P "$NGINX_PID" | wc -l)"
+
+say "minting tokens"
+python3 "$BENCH_DIR/mint_tokens.py" "$ISSUER_URL" "$USER_ID" "$USER_SECRET" 1 "$RUN_DIR/token.txt"
+TOKEN=$(cat "$RUN_DIR/token.txt")
+python3 "$BENCH_DIR/mint_tokens.py" "$ISSUER_URL" "$USER_ID" "$USER_SECRET" "$TOKENS" "$RUN_DIR/tokens.txt"
+echo "$(wc -l <"$RUN_DIR/tokens.txt") distinct tokens, ${#TOKEN} bytes each"
+export HALO_BENCH_TOKENS=$RUN_DIR/tokens.txt HALO_BENCH_DIR=$BENCH_DIR
+
+# ---------------------------------------------------------------- (c) gateway, cached token
+say "halo-gateway (TokenCacheSize=10000, LogLevel=warn)"
+start_gateway cached 10000 warn
+sleep 1
+IDLE_RSS=$(kib "$GW_PID" VmRSS)
+echo "idle RSS after start: $(mib "$IDLE_RSS") MiB"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://$HOST:$GW_PORT/api/v1/policies")
+[[ "$code" == 200 ]] || die "the gateway answered $code to a valid token"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$GW_PORT/api/v1/policies")
+[[ "$code" == 401 ]] || die "the gateway answered $code without a token"
+
+P="/api/v1/policies"
+AUTH=(-H "Authorization: Bearer $TOKEN")
+say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS"
+run_wrk a "http://$HOST:$STUB_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua"
+run_wrk b "http://$HOST:$NGINX_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua"
+reset_hwm "$GW_PID"
+run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+LOAD_HWM=$(kib "$GW_PID" VmHWM)
+
+say "GET $P, 1 connection, ${LOW_DURATION}s, wrk -t1"
+run_wrk a1 "http://$HOST:$STUB_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/report.lua"
+run_wrk b1 "http://$HOST:$NGINX_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/report.lua"
+run_wrk c1 "http://$HOST:$GW_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+
+say "uploads: POST $UPLOAD_PATH, sizes $UPLOAD_SIZES, median of $UPLOAD_REPEAT"
+for size in $UPLOAD_SIZES; do
+    head -c "$size" /dev/zero >"$RUN_DIR/upload-$size.bin"
+    run_upload a "http://$HOST:$STUB_PORT" "$size" "$RUN_DIR/upload-$size.bin"
+    run_upload b "http://$HOST:$NGINX_PORT" "$size" "$RUN_DIR/upload-$size.bin"
+    run_upload c "http://$HOST:$GW_PORT" "$size" "$RUN_DIR/upload-$size.bin" "$GW_PID"
+    rm -f "$RUN_DIR/upload-$size.bin"
+done
+
+say "$IDLE_CONNS idle keep-alive connections"
+IDLE_LINE=$(python3 "$BENCH_DIR/idle_conns.py" "$HOST" "$GW_PORT" "$IDLE_CONNS" "$P" --token "$TOKEN" --pid "$GW_PID")
+echo "halo-gateway: $IDLE_LINE"
+NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | sed 's/^/--pid /' | tr '\n' ' ')
+# shellcheck disable=SC2086
+NGINX_IDLE_LINE=$(python3 "$BENCH_DIR/idle_conns.py" "$HOST" "$NGINX_PORT" "$IDLE_CONNS" "$P" --pid "$NGINX_PID" $NGINX_WORKERS)
+echo "nginx (master + workers): $NGINX_IDLE_LINE"
+IDLE_CONN_RSS=$(sed -E 's/.*rss_kib=([0-9]+).*/\1/' <<<"$IDLE_LINE")
+IDLE_CONN_OPEN=$(sed -E 's/.*connections=([0-9]+).*/\1/' <<<"$IDLE_LINE")
+NGINX_IDLE_RSS=$(sed -E 's/.*rss_kib=([0-9]+).*/\1/' <<<"$NGINX_IDLE_LINE")
+stop_gateway
+
+# ---------------------------------------------------------------- (d) gateway, no token cache
+say "halo-gateway (TokenCacheSize=0: every request verifies its RS256 signature), $TOKENS distinct tokens"
+start_gateway uncached 0 warn
+run_wrk d "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/tokens.lua"
+run_wrk d1 "http://$HOST:$GW_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/tokens.lua"
+stop_gateway
+
+if [[ "$MEASURE_INFO_LOG" == 1 ]]; then
+    say "halo-gateway (TokenCacheSize=10000, LogLevel=info: JSON access log to /dev/null)"
+    start_gateway info 10000 info
+    run_wrk c_info "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+    stop_gateway
+fi
+
+# ---------------------------------------------------------------- table
+ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
+us_diff() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%+d", x - y}'; }
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f", x / y}'; }
+row() { printf '| %s | %.0f | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(ms "${R_P50[$2]}")" "$(ms "${R_P99[$2]}")" "${R_ERR[$2]}"; }
+
+TABLE=$RESULTS_DIR/latest.md
+{
+    echo "### halo-gateway vs nginx — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, loopback"
+    echo
+    echo "**Headline:** (c)/(b) throughput = **$(ratio "${R_RPS[c]}" "${R_RPS[b]}")x**, (d)/(b) = **$(ratio "${R_RPS[d]}" "${R_RPS[b]}")x**" \
+        "(p99 (c) − p99 (b) = $(us_diff "${R_P99[c]}" "${R_P99[b]}") µs)"
+    echo
+    echo "GET $P, $CONNECTIONS connections, ${DURATION} s, wrk -t$WRK_THREADS (load generator on the same 2 cores):"
+    echo
+    echo "| target | req/s | p50 ms | p99 ms | errors |"
+    echo "|---|---:|---:|---:|---:|"
+    row "(a) direct to stub upstream" a
+    row "(b) nginx plain proxy" b
+    row "(c) halo-gateway, one reused token (cached)" c
+    row "(d) halo-gateway, distinct token per request, TokenCacheSize=0" d
+    if [[ -n "${R_RPS[c_info]:-}" ]]; then row "(c) with Gateway__LogLevel=info (access log on, to /dev/null)" c_info; fi
+    echo
+    echo "1 connection, ${LOW_DURATION} s, wrk -t1 (latency in µs):"
+    echo
+    echo "| target | req/s | p50 µs | p99 µs |"
+    echo "|---|---:|---:|---:|"
+    for k in a1 b1 c1 d1; do
+        printf '| %s | %.0f | %s | %s |\n' "$k" "${R_RPS[$k]}" "${R_P50[$k]}" "${R_P99[$k]}"
+    done
+    echo
+    echo "Latency added at 1 connection, (c) − (a): p50 $(us_diff "${R_P50[c1]}" "${R_P50[a1]}") µs, p99 $(us_diff "${R_P99[c1]}" "${R_P99[a1]}") µs" \
+        "(nginx (b) − (a): p50 $(us_diff "${R_P50[b1]}" "${R_P50[a1]}") µs, p99 $(us_diff "${R_P99[b1]}" "${R_P99[a1]}") µs)"
+    echo
+    echo "Upload POST $UPLOAD_PATH$([[ "$UPLOAD_PATH" == /stub/sink ]] && echo ' (raw body, counted by the stub)' || echo ' (multipart, the file is streamed back: bytes flow both ways)'), MB/s = 10^6 bytes/s, median of $UPLOAD_REPEAT:"
+    echo
+    echo "| size | (a) direct MB/s | (b) nginx MB/s | (c) halo-gateway MB/s | (c)/(b) | gateway peak RSS (VmHWM) |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for size in $UPLOAD_SIZES; do
+        printf '| %s | %s | %s | %s | %s | %s MiB |\n' "$size" "${U_MBS[a-$size]}" "${U_MBS[b-$size]}" "${U_MBS[c-$size]}" \
+            "$(ratio "${U_MBS[c-$size]}" "${U_MBS[b-$size]}")" "$(mib "${U_HWM[c-$size]}")"
+    done
+    echo
+    echo "Memory (halo-gateway VmRSS): idle after start $(mib "$IDLE_RSS") MiB;" \
+        "with $IDLE_CONN_OPEN idle keep-alive connections $(mib "$IDLE_CONN_RSS") MiB" \
+        "(nginx master + workers with $IDLE_CONNS: $(mib "$NGINX_IDLE_RSS") MiB);" \
+        "peak during the $CONNECTIONS-connection GET run $(mib "$LOAD_HWM") MiB."
+} >"$TABLE"
+cp "$TABLE" "$RESULTS_DIR/results-$STAMP.md"
+say "results ($TABLE, raw log $LOG)"
+cat "$TABLE"
