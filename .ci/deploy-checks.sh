@@ -34,7 +34,11 @@ fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 work=$(mktemp -d)
 image_ref=localhost/halo-gateway:deploy-checks
 ctr=""
+issuer_pid=""
+serve_pid=""
 cleanup() {
+  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; fi
+  if [ -n "$issuer_pid" ]; then kill "$issuer_pid" 2>/dev/null || true; fi
   if [ -n "$ctr" ]; then buildah rm "$ctr" >/dev/null 2>&1 || true; fi
   if command -v buildah >/dev/null 2>&1; then buildah rmi "$image_ref" >/dev/null 2>&1 || true; fi
   rm -rf "$work"
@@ -294,6 +298,92 @@ run /usr/local/bin/halo-gateway check-config --help >"$work/check-config-help.tx
   || { cat "$work/check-config-help.txt"; fail "check-config --help failed in the image"; }
 cat "$work/check-config-help.txt"
 grep -qi 'usage' "$work/check-config-help.txt" || fail "check-config --help printed no usage"
+# The chart's environment, as rendered for the Okta guide command, must be accepted by the
+# binary in the image. The issuer is the gateway's own embedded one (`dev --issuer-only`, run
+# from the host binary) because this machine cannot reach Okta; only Authority/ValidIssuer are
+# redirected to it (and RequireHttpsMetadata=false for its plain http).
+echo "\$ halo-gateway check-config   (in the image, with the Okta render's ConfigMap as environment)"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+"$bin" dev --issuer-only --issuer-listen "127.0.0.1:$port" >"$work/issuer.log" 2>&1 &
+issuer_pid=$!
+for _ in $(seq 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  sleep 0.1
+done
+issuer="http://127.0.0.1:$port/oauth2/default"
+# The Okta render's ConfigMap as `buildah run --env` arguments, with KEY=VALUE overrides.
+chart_env() {
+  "$TOOLS/venv/bin/python" - "$work/okta.yaml" "$@" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+env = dict(next(d for d in docs if d["kind"] == "ConfigMap")["data"])
+assert env["Authentication__Schemes__Bearer__Authority"].startswith("https://"), env
+env.update(arg.split("=", 1) for arg in sys.argv[2:])
+for key, value in sorted(env.items()):
+    print("--env")
+    print(f"{key}={value}")
+PY
+}
+bearer=Authentication__Schemes__Bearer__
+mapfile -t env_args < <(chart_env "${bearer}Authority=$issuer" "${bearer}ValidIssuer=$issuer" "${bearer}RequireHttpsMetadata=false")
+run_env() { buildah run --isolation chroot --user 65532:65532 "${env_args[@]}" "$ctr" -- "$@"; }
+if ! run_env /usr/local/bin/halo-gateway check-config >"$work/check-config.txt" 2>&1; then
+  cat "$work/check-config.txt"
+  fail "check-config rejected the chart's environment in the image"
+fi
+grep -E '^Gateway__(Listen|AdminListen|ShutdownTimeout|Upstream) |^# |configuration ok' "$work/check-config.txt"
+
+# `serve` in the image with the same environment (listeners moved to free loopback ports; the
+# container shares the host network): the chart's probe paths answer, /readyz once the keys
+# are loaded, /metrics is Prometheus text, and the proxy port asks for a bearer token.
+echo "\$ halo-gateway serve   (in the image; probing the chart's endpoints)"
+http_port=$(free_port)
+admin_port=$(free_port)
+mapfile -t serve_env < <(chart_env "${bearer}Authority=$issuer" "${bearer}ValidIssuer=$issuer" \
+  "${bearer}RequireHttpsMetadata=false" "Gateway__Listen=127.0.0.1:$http_port" "Gateway__AdminListen=127.0.0.1:$admin_port")
+buildah run --isolation chroot --user 65532:65532 "${serve_env[@]}" "$ctr" -- /usr/local/bin/halo-gateway serve \
+  >"$work/serve.log" 2>&1 &
+serve_pid=$!
+if ! python3 - "$http_port" "$admin_port" <<'PY'
+import sys, time, urllib.request, urllib.error
+http_port, admin_port = sys.argv[1:]
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+    except OSError:
+        return None, None, ""
+admin = f"http://127.0.0.1:{admin_port}"
+deadline = time.time() + 30
+while time.time() < deadline and get(admin + "/readyz")[0] != 200:
+    time.sleep(0.2)
+for path in ("/healthz", "/readyz", "/metrics"):
+    status, _, body = get(admin + path)
+    print(f"GET {path} -> {status}: {body.splitlines()[0][:100] if body else ''}")
+    if status != 200:
+        sys.exit(f"{path} answered {status}")
+if "# TYPE" not in get(admin + "/metrics")[2]:
+    sys.exit("/metrics is not Prometheus text")
+status, headers, _ = get(f"http://127.0.0.1:{http_port}/api/v1/policies")
+print(f"GET /api/v1/policies without a token -> {status}, WWW-Authenticate: {headers.get('WWW-Authenticate') if headers else None}")
+if status != 401:
+    sys.exit("the proxy port did not answer 401 without a token")
+PY
+then
+  kill "$serve_pid" 2>/dev/null || true
+  cat "$work/serve.log"
+  fail "the gateway in the image did not serve the chart's probe endpoints"
+fi
+# buildah run ends the process with SIGKILL, so graceful shutdown is not observable here.
+kill "$serve_pid" 2>/dev/null || true
+wait "$serve_pid" 2>/dev/null || true
+kill "$issuer_pid" 2>/dev/null || true
+wait "$issuer_pid" 2>/dev/null || true
+issuer_pid=""
+
 # No shell in the image: this must fail.
 if run /bin/sh -c true >/dev/null 2>&1; then fail "the runtime image has a shell"; fi
 echo "no /bin/sh in the image (as intended)"
