@@ -94,6 +94,8 @@ pub struct KeyStore {
     negative: moka::sync::Cache<Box<str>, ()>,
     /// Coalesces unknown-kid refetches; the entry's lifetime is the cooldown.
     refetch_gate: moka::future::Cache<(), ()>,
+    /// `KeyRefetchCooldown` is zero: every unknown kid may refetch (still coalesced).
+    no_cooldown: bool,
     status: ArcSwap<KeyStatus>,
     fetch_state: ArcSwap<FetchState>,
     last_success_unix: AtomicU64,
@@ -132,6 +134,7 @@ impl KeyStore {
                 .build(),
             negative: negative.build(),
             refetch_gate: gate.build(),
+            no_cooldown: cooldown.is_zero(),
             status: ArcSwap::from_pointee(KeyStatus {
                 last_error: Some("keys not fetched yet".into()),
                 ..KeyStatus::default()
@@ -183,10 +186,13 @@ impl KeyStore {
                 let _ = self.refresh().await;
             })
             .await;
+        if self.no_cooldown {
+            self.refetch_gate.invalidate(&()).await;
+        }
         if let Some(entry) = self.keys.get(kid) {
             return KeyLookup::Found(entry.key);
         }
-        if self.is_ready() {
+        if self.is_ready() && !self.no_cooldown {
             self.negative.insert(kid.into(), ());
         }
         self.miss()

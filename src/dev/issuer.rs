@@ -82,6 +82,8 @@ pub struct IssuerOptions {
     pub token_lifetime: Duration,
     /// `Cache-Control: max-age` on the JWKS.
     pub jwks_max_age: Option<Duration>,
+    /// Serve `/.well-known/openid-configuration` (Okta does; off tests the fallback).
+    pub openid_configuration: bool,
 }
 
 impl Default for IssuerOptions {
@@ -91,6 +93,7 @@ impl Default for IssuerOptions {
             clients: vec![DevClient::generate(Some("Admin")), DevClient::generate(None)],
             token_lifetime: Duration::from_secs(3600),
             jwks_max_age: None,
+            openid_configuration: true,
         }
     }
 }
@@ -307,13 +310,21 @@ fn rotate(state: &IssuerState, retire_old: bool) -> String {
 
 async fn serve(listener: TcpListener, state: Arc<IssuerState>) {
     let issuer_routes = Router::new()
-        .route("/.well-known/openid-configuration", get(metadata))
+        .route("/.well-known/openid-configuration", get(openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/v1/keys", get(keys))
         .route("/v1/token", post(token))
         .route("/dev/rotate-keys", post(rotate_keys));
     let app = Router::new().nest(ISSUER_PATH, issuer_routes).with_state(state);
     let _ = axum::serve(listener, app).await;
+}
+
+async fn openid_configuration(State(state): State<Arc<IssuerState>>) -> Response {
+    if !state.options.openid_configuration {
+        state.metadata_fetches.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::NOT_FOUND, Json(json!({ "errorCode": "E0000007", "errorSummary": "Not found" }))).into_response();
+    }
+    metadata(State(state)).await.into_response()
 }
 
 async fn metadata(State(state): State<Arc<IssuerState>>) -> Json<Value> {

@@ -43,6 +43,7 @@ const RECORD_LIMIT: usize = 256;
 struct StubState {
     requests: Mutex<Vec<RecordedRequest>>,
     sink_bytes: AtomicU64,
+    aborted_uploads: AtomicU64,
 }
 
 /// A running stub Halo API.
@@ -88,9 +89,14 @@ impl StubUpstream {
         self.requests().pop()
     }
 
-    /// Bytes received by `/stub/sink`.
+    /// Bytes received by `/stub/sink` so far (counted as they arrive).
     pub fn sink_bytes(&self) -> u64 {
         self.state.sink_bytes.load(Ordering::SeqCst)
+    }
+
+    /// `/stub/sink` uploads whose body ended in an error (the sender went away).
+    pub fn aborted_uploads(&self) -> u64 {
+        self.state.aborted_uploads.load(Ordering::SeqCst)
     }
 }
 
@@ -245,10 +251,18 @@ async fn digest(body: Body) -> Response {
 async fn sink(State(state): State<Arc<StubState>>, body: Body) -> Response {
     let mut stream = body.into_data_stream();
     let mut length = 0u64;
-    while let Some(Ok(chunk)) = stream.next().await {
-        length += chunk.len() as u64;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                length += chunk.len() as u64;
+                state.sink_bytes.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            }
+            Err(_) => {
+                state.aborted_uploads.fetch_add(1, Ordering::SeqCst);
+                return StatusCode::BAD_REQUEST.into_response();
+            }
+        }
     }
-    state.sink_bytes.fetch_add(length, Ordering::SeqCst);
     stub_json(json!({ "bytes": length })).into_response()
 }
 

@@ -1,0 +1,10 @@
+//! Integration tests: real sockets on 127.0.0.1, the embedded issuer and stub Halo API (the
+//! same code as `halo-gateway dev`), tokens minted per test from visible claims.
+
+mod support;
+
+mod dev_walkthrough;
+mod key_cache;
+mod proxying;
+mod responses;
+mod route_policy;
