@@ -20,7 +20,9 @@
 #   WRK_THREADS=2      wrk threads for the 64-connection runs (1 for the 1-connection runs)
 #   TOKENS=2000        pre-minted distinct tokens for (d)
 #   UPLOAD_SIZES="100M 1G"   UPLOAD_REPEAT=3 (median reported)
-#   UPLOAD_PATH=/api/v1/rebuild/file (multipart, echoed back) or /stub/sink (raw body, counted)
+#   UPLOAD_PATH=/stub/sink (raw body, counted by the stub; default) or /api/v1/rebuild/file
+#              (multipart echoed back; nginx cannot proxy that full-duplex exchange: it stalls
+#              until proxy_read_timeout, see docs/performance.md)
 #   IDLE_CONNS=5000    MEASURE_INFO_LOG=1 (extra run of (c) with Gateway__LogLevel=info)
 #   SKIP_BUILD=0       HALO_BIN=<path> (skip the build and use this binary)
 #   CARGO_TARGET_DIR   where the release binary is built (default ./target)
@@ -38,7 +40,7 @@ WRK_THREADS=${WRK_THREADS:-2}
 TOKENS=${TOKENS:-2000}
 UPLOAD_SIZES=${UPLOAD_SIZES:-"100M 1G"}
 UPLOAD_REPEAT=${UPLOAD_REPEAT:-3}
-UPLOAD_PATH=${UPLOAD_PATH:-/api/v1/rebuild/file}
+UPLOAD_PATH=${UPLOAD_PATH:-/stub/sink}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 MEASURE_INFO_LOG=${MEASURE_INFO_LOG:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
@@ -107,6 +109,26 @@ fi
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# The numbers only mean something on an otherwise idle machine: measure the CPU already busy.
+cpu_busy() { # percent of all CPUs busy over 2 s
+    local a b
+    a=($(head -1 /proc/stat)); sleep 2; b=($(head -1 /proc/stat))
+    awk -v u=$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8])) \
+        -v t=$((b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[4] - a[5] - a[6] - a[7] - a[8])) \
+        'BEGIN {printf "%d", t ? 100 * u / t : 0}'
+}
+WAIT_QUIET=${WAIT_QUIET:-300}
+BUSY=$(cpu_busy)
+waited=0
+while ((BUSY > 10 && waited < WAIT_QUIET)); do
+    echo "machine busy (${BUSY}% CPU used by other processes); waiting for it to settle (WAIT_QUIET=$WAIT_QUIET s)"
+    sleep 8; waited=$((waited + 10)); BUSY=$(cpu_busy)
+done
+if ((BUSY > 10)); then
+    echo "WARNING: ${BUSY}% of the CPU is busy before the benchmark starts; results will be low and noisy:"
+    ps -eo pcpu,comm --sort=-pcpu | head -5
+fi
+
 say "environment"
 echo "date (UTC):   $(date -u '+%Y-%m-%d %H:%M')"
 echo "machine:      $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
@@ -116,6 +138,7 @@ echo "nginx:        $("$NGINX" -v 2>&1 | sed 's/.*version: //')"
 echo "curl:         $(curl --version | head -1 | awk '{print $2}')"
 echo "settings:     DURATION=$DURATION LOW_DURATION=$LOW_DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS TOKENS=$TOKENS UPLOAD_PATH=$UPLOAD_PATH UPLOAD_SIZES='$UPLOAD_SIZES' IDLE_CONNS=$IDLE_CONNS"
 echo "ulimit -n:    $(ulimit -n)"
+echo "CPU busy before start: ${BUSY}%"
 
 # ---------------------------------------------------------------- helpers
 wait_http() { # url [tries]
@@ -306,7 +329,7 @@ row() { printf '| %s | %.0f | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(ms "${R_P
 
 TABLE=$RESULTS_DIR/latest.md
 {
-    echo "### halo-gateway vs nginx — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, loopback"
+    echo "### halo-gateway vs nginx — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, loopback (CPU busy before start: ${BUSY}%)"
     echo
     echo "**Headline:** (c)/(b) throughput = **$(ratio "${R_RPS[c]}" "${R_RPS[b]}")x**, (d)/(b) = **$(ratio "${R_RPS[d]}" "${R_RPS[b]}")x**" \
         "(p99 (c) − p99 (b) = $(us_diff "${R_P99[c]}" "${R_P99[b]}") µs)"
