@@ -26,5 +26,5 @@ pub enum Command {
     /// keys once; exit non-zero naming the setting or URL that fails.
     CheckConfig,
     /// Run an embedded Okta-like issuer, a stub Halo API and the gateway on loopback.
-    Dev(DevOptions),
+    Dev(Box<DevOptions>),
 }

@@ -61,7 +61,11 @@ struct Exchange {
     bytes_in: Arc<AtomicU64>,
 }
 
-pub async fn handle(State(state): State<Arc<AppState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request<Body>) -> Response {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+) -> Response {
     state.metrics.inflight.inc();
     let mut exchange = Exchange {
         started: Instant::now(),
@@ -88,7 +92,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, ConnectInfo(peer): Conne
         }
         Err(Rejection::Proxy(e)) => {
             if let Some(kind) = e.upstream_kind() {
-                state.metrics.upstream_errors.get_or_create(&KindLabels { kind }).inc();
+                state
+                    .metrics
+                    .upstream_errors
+                    .get_or_create(&KindLabels { kind })
+                    .inc();
                 tracing::warn!(request_id = %exchange.request_id, error = %e, "upstream exchange failed");
             }
             e.into_response()
@@ -114,15 +122,24 @@ impl From<ProxyError> for Rejection {
     }
 }
 
-async fn forward(state: &AppState, peer: SocketAddr, request: Request<Body>, exchange: &mut Exchange) -> Result<Response, Rejection> {
+async fn forward(
+    state: &AppState,
+    peer: SocketAddr,
+    request: Request<Body>,
+    exchange: &mut Exchange,
+) -> Result<Response, Rejection> {
     let (mut parts, body) = request.into_parts();
     check_method(&parts.method)?;
     check_host(&parts.headers, parts.uri.authority().is_some())?;
-    let path = NormalizedPath::parse(parts.uri.path()).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    let path = NormalizedPath::parse(parts.uri.path())
+        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     exchange.path = path.as_str().to_owned();
     let query = parts.uri.query();
 
-    let decision = state.auth.authorize(&parts.method, &path, query, &parts.headers).await;
+    let decision = state
+        .auth
+        .authorize(&parts.method, &path, query, &parts.headers)
+        .await;
     exchange.route = decision.route.name.clone();
     let is_form = is_urlencoded_form(&parts.headers);
     let mut body = body;
@@ -140,21 +157,42 @@ async fn forward(state: &AppState, peer: SocketAddr, request: Request<Body>, exc
         }
         Err(e) if e.reason == DenyReason::MissingToken && is_form => {
             let form = read_form(body).await?;
-            return Err(if extract::carries_token_parameter(&form) { token_in_body() } else { e }.into());
+            return Err(if extract::carries_token_parameter(&form) {
+                token_in_body()
+            } else {
+                e
+            }
+            .into());
         }
         Err(e) => return Err(e.into()),
     }
 
-    if let (Some(limit), Some(declared)) = (state.limits.max_body, content_length(&parts.headers)) {
-        if declared > limit {
-            return Err(ProxyError::BodyTooLarge(limit).into());
-        }
+    if let (Some(limit), Some(declared)) = (state.limits.max_body, content_length(&parts.headers))
+        && declared > limit
+    {
+        return Err(ProxyError::BodyTooLarge(limit).into());
     }
 
-    let client = ClientInfo { peer: peer.ip(), trusted: state.limits.trusted_proxies.iter().any(|net| net.contains(&peer.ip())) };
-    headers::rewrite_request(&mut parts.headers, client, state.limits.forward_authorization);
+    let client = ClientInfo {
+        peer: peer.ip(),
+        trusted: state
+            .limits
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.ip())),
+    };
+    headers::rewrite_request(
+        &mut parts.headers,
+        client,
+        state.limits.forward_authorization,
+    );
     parts.uri = state.upstream.target(&path, query)?;
-    let body = Body::new(RequestBody::new(body, state.limits.max_body, state.limits.body_idle_timeout, exchange.bytes_in.clone()));
+    let body = Body::new(RequestBody::new(
+        body,
+        state.limits.max_body,
+        state.limits.body_idle_timeout,
+        exchange.bytes_in.clone(),
+    ));
     let request = Request::from_parts(parts, body);
 
     let sent = Instant::now();
@@ -164,7 +202,10 @@ async fn forward(state: &AppState, peer: SocketAddr, request: Request<Body>, exc
     state
         .metrics
         .upstream_duration
-        .get_or_create(&RouteLabels { method: exchange.method, route: exchange.route.clone() })
+        .get_or_create(&RouteLabels {
+            method: exchange.method,
+            route: exchange.route.clone(),
+        })
         .observe(upstream_time.as_secs_f64());
     Ok(result?.map(Body::new))
 }
@@ -178,16 +219,28 @@ fn token_in_body() -> AuthError {
 
 fn check_method(method: &Method) -> Result<(), ProxyError> {
     match *method {
-        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::OPTIONS => Ok(()),
-        _ => Err(ProxyError::MethodNotAllowed(crate::auth::error::sanitize(method.as_str()))),
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS => Ok(()),
+        _ => Err(ProxyError::MethodNotAllowed(crate::auth::error::sanitize(
+            method.as_str(),
+        ))),
     }
 }
 
 fn check_host(headers: &HeaderMap, has_authority: bool) -> Result<(), ProxyError> {
     match headers.get_all(header::HOST).iter().count() {
-        0 if !has_authority => Err(ProxyError::BadRequest("the request has no Host header".into())),
+        0 if !has_authority => Err(ProxyError::BadRequest(
+            "the request has no Host header".into(),
+        )),
         0 | 1 => Ok(()),
-        _ => Err(ProxyError::BadRequest("the request has more than one Host header".into())),
+        _ => Err(ProxyError::BadRequest(
+            "the request has more than one Host header".into(),
+        )),
     }
 }
 
@@ -196,18 +249,29 @@ fn is_urlencoded_form(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 async fn read_form(body: Body) -> Result<Bytes, ProxyError> {
     let limited = http_body_util::Limited::new(body, MAX_FORM_BYTES);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge(MAX_FORM_BYTES as u64)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ProxyError::BodyTooLarge(MAX_FORM_BYTES as u64))
+        }
         Err(_) => Err(ProxyError::ClientAborted),
     }
 }
@@ -228,9 +292,21 @@ fn method_label(method: &Method) -> &'static str {
 /// Query parameter names whose values never reach a log.
 fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["token", "secret", "password", "passwd", "key", "code", "signature", "sig", "auth", "credential", "assertion"]
-        .iter()
-        .any(|s| name.contains(s))
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "key",
+        "code",
+        "signature",
+        "sig",
+        "auth",
+        "credential",
+        "assertion",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
 }
 
 /// The query for the access log, with secret-looking values replaced by `***`.
@@ -254,13 +330,23 @@ fn finish(metrics: &Arc<Metrics>, response: Response, exchange: Exchange) -> Res
     let elapsed = exchange.started.elapsed();
     metrics
         .request_duration
-        .get_or_create(&RouteLabels { method: exchange.method, route: exchange.route.clone() })
+        .get_or_create(&RouteLabels {
+            method: exchange.method,
+            route: exchange.route.clone(),
+        })
         .observe(elapsed.as_secs_f64());
     let metrics = metrics.clone();
     let (parts, body) = response.into_parts();
     let body = ResponseBody::new(body, move |bytes_out| {
         metrics.inflight.dec();
-        metrics.requests.get_or_create(&RequestLabels { method: exchange.method, route: exchange.route.clone(), status }).inc();
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                method: exchange.method,
+                route: exchange.route.clone(),
+                status,
+            })
+            .inc();
         let bytes_in = exchange.bytes_in.load(Ordering::Relaxed);
         metrics.bytes_in.inc_by(bytes_in);
         metrics.bytes_out.inc_by(bytes_out);
@@ -293,7 +379,10 @@ mod tests {
 
     #[test]
     fn secret_query_values_are_redacted() {
-        assert_eq!(redact_query("a=1&access_token=xyz&client_secret=s&Api-Key=k"), "a=1&access_token=***&client_secret=***&Api-Key=***");
+        assert_eq!(
+            redact_query("a=1&access_token=xyz&client_secret=s&Api-Key=k"),
+            "a=1&access_token=***&client_secret=***&Api-Key=***"
+        );
         assert_eq!(redact_query("page=2"), "page=2");
     }
 }

@@ -40,11 +40,22 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     let status = state.keys.status();
     if state.draining.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": "shutting down" }))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": "shutting down" })),
+        )
+            .into_response();
     }
     if !status.loaded {
-        let reason = status.last_error.clone().unwrap_or_else(|| "keys not fetched yet".into());
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": reason }))).into_response();
+        let reason = status
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "keys not fetched yet".into());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": reason })),
+        )
+            .into_response();
     }
     Json(json!({
         "status": "ready",
@@ -58,11 +69,16 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     let last = state.keys.last_success_unix();
     let age = (last > 0).then(|| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         now.saturating_sub(last) as f64
     });
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(age),
     )
         .into_response()

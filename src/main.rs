@@ -11,7 +11,10 @@ use halo_gateway::dev::DevStack;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -22,7 +25,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(cli.config).await,
             Command::CheckConfig => check_config(cli.config).await,
-            Command::Dev(options) => dev(options).await,
+            Command::Dev(options) => dev(*options).await,
         }
     })
 }
@@ -39,7 +42,10 @@ async fn serve(file: Option<std::path::PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    halo_gateway::telemetry::init(config.gateway.log_format, config.gateway.log_level.as_deref());
+    halo_gateway::telemetry::init(
+        config.gateway.log_format,
+        config.gateway.log_level.as_deref(),
+    );
     match halo_gateway::start(&config).await {
         Ok(gateway) => {
             gateway.run_until_signal().await;

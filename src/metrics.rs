@@ -91,37 +91,100 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("halo_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests answered, by method, route rule and status", requests.clone());
+        registry.register(
+            "requests",
+            "Requests answered, by method, route rule and status",
+            requests.clone(),
+        );
         let request_duration: Seconds = Family::new_with_constructor(latency_histogram);
-        registry.register("request_duration_seconds", "Time from request to response headers", request_duration.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers",
+            request_duration.clone(),
+        );
         let upstream_duration: Seconds = Family::new_with_constructor(latency_histogram);
-        registry.register("upstream_duration_seconds", "Time to the upstream's response headers", upstream_duration.clone());
+        registry.register(
+            "upstream_duration_seconds",
+            "Time to the upstream's response headers",
+            upstream_duration.clone(),
+        );
         let auth_decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register("auth_decisions", "Authentication and authorization decisions", auth_decisions.clone());
+        registry.register(
+            "auth_decisions",
+            "Authentication and authorization decisions",
+            auth_decisions.clone(),
+        );
         let jwks_fetches = Family::<ResultLabels, Counter>::default();
-        registry.register("jwks_fetches", "Metadata/JWKS fetches by result", jwks_fetches.clone());
+        registry.register(
+            "jwks_fetches",
+            "Metadata/JWKS fetches by result",
+            jwks_fetches.clone(),
+        );
         let jwks_keys = Gauge::default();
-        registry.register("jwks_keys", "Signing keys in the current key set", jwks_keys.clone());
+        registry.register(
+            "jwks_keys",
+            "Signing keys in the current key set",
+            jwks_keys.clone(),
+        );
         let jwks_age = Gauge::<f64, AtomicU64>::default();
-        registry.register("jwks_age_seconds", "Seconds since the last successful key refresh (-1: never)", jwks_age.clone());
+        registry.register(
+            "jwks_age_seconds",
+            "Seconds since the last successful key refresh (-1: never)",
+            jwks_age.clone(),
+        );
         let token_cache_hits = Counter::default();
-        registry.register("token_cache_hits", "Requests whose token was found in the verified-token cache", token_cache_hits.clone());
+        registry.register(
+            "token_cache_hits",
+            "Requests whose token was found in the verified-token cache",
+            token_cache_hits.clone(),
+        );
         let token_cache_misses = Counter::default();
-        registry.register("token_cache_misses", "Requests whose token had to be verified", token_cache_misses.clone());
+        registry.register(
+            "token_cache_misses",
+            "Requests whose token had to be verified",
+            token_cache_misses.clone(),
+        );
         let signature_verifications = Counter::default();
-        registry.register("signature_verifications", "Token signature checks performed", signature_verifications.clone());
+        registry.register(
+            "signature_verifications",
+            "Token signature checks performed",
+            signature_verifications.clone(),
+        );
         let inflight = Gauge::default();
-        registry.register("inflight_requests", "Requests in progress", inflight.clone());
+        registry.register(
+            "inflight_requests",
+            "Requests in progress",
+            inflight.clone(),
+        );
         let upstream_errors = Family::<KindLabels, Counter>::default();
-        registry.register("upstream_errors", "Failed upstream exchanges by kind", upstream_errors.clone());
+        registry.register(
+            "upstream_errors",
+            "Failed upstream exchanges by kind",
+            upstream_errors.clone(),
+        );
         let bytes_in = Counter::default();
-        registry.register("request_bytes", "Request body bytes forwarded upstream", bytes_in.clone());
+        registry.register(
+            "request_bytes",
+            "Request body bytes forwarded upstream",
+            bytes_in.clone(),
+        );
         let bytes_out = Counter::default();
-        registry.register("response_bytes", "Response body bytes sent to clients", bytes_out.clone());
+        registry.register(
+            "response_bytes",
+            "Response body bytes sent to clients",
+            bytes_out.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
-        registry.register("build_info", "Build version and git commit", build_info.clone());
+        registry.register(
+            "build_info",
+            "Build version and git commit",
+            build_info.clone(),
+        );
         build_info
-            .get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), git_sha: crate::GIT_SHA })
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                git_sha: crate::GIT_SHA,
+            })
             .set(1);
         Self {
             registry,
@@ -144,7 +207,9 @@ impl Metrics {
 
     /// Counts one authentication decision.
     pub fn decision(&self, decision: &'static str, reason: &'static str) {
-        self.auth_decisions.get_or_create(&DecisionLabels { decision, reason }).inc();
+        self.auth_decisions
+            .get_or_create(&DecisionLabels { decision, reason })
+            .inc();
     }
 
     /// Text exposition; `key_age` is computed at scrape time.

@@ -30,19 +30,30 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 pub fn public_app(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state).layer(
         ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::PROXY_AUTHORIZATION]))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+                header::PROXY_AUTHORIZATION,
+            ]))
             .layer(map_request(drop_unsafe_request_id))
             .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", request_id = %id)
-            })
-            .on_request(())
-            .on_response(())
-            .on_body_chunk(())
-            .on_eos(())
-            .on_failure(())),
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request| {
+                        let id = request
+                            .headers()
+                            .get(X_REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", request_id = %id)
+                    })
+                    .on_request(())
+                    .on_response(())
+                    .on_body_chunk(())
+                    .on_eos(())
+                    .on_failure(()),
+            ),
     )
 }
 
@@ -50,9 +61,11 @@ async fn drop_unsafe_request_id(mut request: Request) -> Request {
     let headers = request.headers_mut();
     let ids = headers.get_all(X_REQUEST_ID).iter().count();
     let safe = ids == 1
-        && headers
-            .get(X_REQUEST_ID)
-            .is_some_and(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.as_bytes().iter().all(u8::is_ascii_graphic));
+        && headers.get(X_REQUEST_ID).is_some_and(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.as_bytes().iter().all(u8::is_ascii_graphic)
+        });
     if ids > 0 && !safe {
         headers.remove(X_REQUEST_ID);
     }

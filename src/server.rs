@@ -69,11 +69,17 @@ pub struct RunningGateway {
 /// Builds everything, binds both listeners, loads keys once, and starts serving.
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref()).map_err(StartError::IssuerClient)?;
+    let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref())
+        .map_err(StartError::IssuerClient)?;
     let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
     let validator = Validator::new(&config.auth, keys.clone(), metrics.clone());
-    let auth = Authenticator::new(validator.clone(), Policy::new(config.gateway.rules.clone()), metrics.clone());
-    let upstream = Upstream::new(&config.gateway.upstream, config.gateway.upstream_timeout).map_err(StartError::Upstream)?;
+    let auth = Authenticator::new(
+        validator.clone(),
+        Policy::new(config.gateway.rules.clone()),
+        metrics.clone(),
+    );
+    let upstream = Upstream::new(&config.gateway.upstream, config.gateway.upstream_timeout)
+        .map_err(StartError::Upstream)?;
     let g = &config.gateway;
     let state = Arc::new(AppState {
         auth,
@@ -89,23 +95,37 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
 
     let public = bind(g.listen, "Gateway__Listen").await?;
     let admin_listener = bind(g.admin_listen, "Gateway__AdminListen").await?;
-    let public_addr = public.local_addr().map_err(|source| StartError::Bind { setting: "Gateway__Listen", addr: g.listen, source })?;
+    let public_addr = public.local_addr().map_err(|source| StartError::Bind {
+        setting: "Gateway__Listen",
+        addr: g.listen,
+        source,
+    })?;
     let admin_addr = admin_listener
         .local_addr()
-        .map_err(|source| StartError::Bind { setting: "Gateway__AdminListen", addr: g.admin_listen, source })?;
+        .map_err(|source| StartError::Bind {
+            setting: "Gateway__AdminListen",
+            addr: g.admin_listen,
+            source,
+        })?;
 
     // Warm up before serving: one attempt now; failures are retried by the refresh loop.
     let first = keys.refresh().await;
     let refresh_task = tokio::spawn(keys.clone().run_refresh_loop(first));
 
     let shutdown = CancellationToken::new();
-    let admin = Arc::new(AdminState { keys: keys.clone(), metrics: metrics.clone(), draining: false.into() });
+    let admin = Arc::new(AdminState {
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        draining: false.into(),
+    });
     let admin_token = CancellationToken::new();
     let admin_task = {
         let app = admin_app(admin.clone());
         let token = admin_token.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(admin_listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+            let _ = axum::serve(admin_listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
         })
     };
     let public_task = {
@@ -118,11 +138,28 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         })
     };
     tracing::info!(listen = %public_addr, admin = %admin_addr, upstream = %crate::config::redact(&g.upstream), "halo-gateway started");
-    Ok(RunningGateway { public_addr, admin_addr, keys, validator, metrics, admin, shutdown, public_task, admin_task, refresh_task })
+    Ok(RunningGateway {
+        public_addr,
+        admin_addr,
+        keys,
+        validator,
+        metrics,
+        admin,
+        shutdown,
+        public_task,
+        admin_task,
+        refresh_task,
+    })
 }
 
 async fn bind(addr: SocketAddr, setting: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { setting, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            setting,
+            addr,
+            source,
+        })
 }
 
 impl RunningGateway {
@@ -166,7 +203,12 @@ pub async fn shutdown_signal() {
     }
 }
 
-async fn serve_public(listener: TcpListener, app: Router, limits: &GatewayConfig, shutdown: CancellationToken) {
+async fn serve_public(
+    listener: TcpListener,
+    app: Router,
+    limits: &GatewayConfig,
+    shutdown: CancellationToken,
+) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -210,7 +252,11 @@ async fn serve_public(listener: TcpListener, app: Router, limits: &GatewayConfig
             let mut app = app.clone();
             async move { app.call(request).await }
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+        let connection = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
         tokio::spawn(async move {
             let _ = connection.await;
             drop(permit);

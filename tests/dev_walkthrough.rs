@@ -11,15 +11,29 @@ use tokio::process::Command;
 use crate::support::client;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Runs `dev` and reads the `export NAME='value'` lines of its walkthrough.
 async fn start_dev() -> (tokio::process::Child, HashMap<String, String>) {
     let [gw, admin, issuer, stub] = [free_port(), free_port(), free_port(), free_port()];
     let mut child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
-        .args(["dev", "--listen", &format!("127.0.0.1:{gw}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(["--issuer-listen", &format!("127.0.0.1:{issuer}"), "--upstream-listen", &format!("127.0.0.1:{stub}")])
+        .args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{gw}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .args([
+            "--issuer-listen",
+            &format!("127.0.0.1:{issuer}"),
+            "--upstream-listen",
+            &format!("127.0.0.1:{stub}"),
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -31,21 +45,28 @@ async fn start_dev() -> (tokio::process::Child, HashMap<String, String>) {
     let mut exports = HashMap::new();
     let read = async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix("export ") {
-                if let Some((name, value)) = rest.split_once('=') {
-                    exports.insert(name.to_owned(), value.trim_matches('\'').to_owned());
-                }
+            if let Some(rest) = line.strip_prefix("export ")
+                && let Some((name, value)) = rest.split_once('=')
+            {
+                exports.insert(name.to_owned(), value.trim_matches('\'').to_owned());
             }
             if line.starts_with("Press Ctrl-C") {
                 break;
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), read).await.expect("walkthrough printed");
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("walkthrough printed");
     (child, exports)
 }
 
-async fn token(http: &reqwest::Client, issuer: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> reqwest::Response {
+async fn token(
+    http: &reqwest::Client,
+    issuer: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> reqwest::Response {
     let mut request = http.post(format!("{issuer}/v1/token")).form(form);
     if let Some((id, secret)) = basic {
         request = request.basic_auth(id, Some(secret));
@@ -63,11 +84,21 @@ async fn the_dev_walkthrough_works_end_to_end() {
     let (admin_id, admin_secret) = (&env["ADMIN_CLIENT_ID"], &env["ADMIN_CLIENT_SECRET"]);
 
     // No token: 401.
-    let response = http.get(format!("{halo}/api/v1/policies")).send().await.expect("sent");
+    let response = http
+        .get(format!("{halo}/api/v1/policies"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 401);
 
     // client_secret_basic.
-    let response = token(&http, issuer, &[("grant_type", "client_credentials"), ("scope", "halo.api")], Some((user_id, user_secret))).await;
+    let response = token(
+        &http,
+        issuer,
+        &[("grant_type", "client_credentials"), ("scope", "halo.api")],
+        Some((user_id, user_secret)),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["token_type"], "Bearer");
@@ -79,50 +110,141 @@ async fn the_dev_walkthrough_works_end_to_end() {
     let response = token(
         &http,
         issuer,
-        &[("grant_type", "client_credentials"), ("scope", "halo.api"), ("client_id", admin_id), ("client_secret", admin_secret)],
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "halo.api"),
+            ("client_id", admin_id),
+            ("client_secret", admin_secret),
+        ],
         None,
     )
     .await;
     assert_eq!(response.status(), 200);
-    let admin_token = response.json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned();
+    let admin_token = response.json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
 
     // Token: 200.
-    let response = http.get(format!("{halo}/api/v1/policies")).bearer_auth(&user_token).send().await.expect("sent");
+    let response = http
+        .get(format!("{halo}/api/v1/policies"))
+        .bearer_auth(&user_token)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 200);
 
     // A 5 MB file through /api/v1/rebuild/file, byte-identical.
     let content: Vec<u8> = (0..5_000_000u32).map(|i| (i % 241) as u8).collect();
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(content.clone()).file_name("sample.bin"));
-    let response = http.post(format!("{halo}/api/v1/rebuild/file")).bearer_auth(&user_token).multipart(form).send().await.expect("sent");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(content.clone()).file_name("sample.bin"),
+    );
+    let response = http
+        .post(format!("{halo}/api/v1/rebuild/file"))
+        .bearer_auth(&user_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 200);
     assert!(response.bytes().await.expect("body").as_ref() == content.as_slice());
 
     // License upload: User 403 AdminRoleMissing, Admin 2xx.
-    let response = http.post(format!("{halo}/api/v1/license")).bearer_auth(&user_token).send().await.expect("sent");
+    let response = http
+        .post(format!("{halo}/api/v1/license"))
+        .bearer_auth(&user_token)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 403);
-    assert_eq!(response.json::<Value>().await.expect("json")["error"], "AdminRoleMissing");
-    let response = http.post(format!("{halo}/api/v1/license")).bearer_auth(&admin_token).send().await.expect("sent");
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "AdminRoleMissing"
+    );
+    let response = http
+        .post(format!("{halo}/api/v1/license"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .expect("sent");
     assert!(response.status().is_success(), "{}", response.status());
 
     // Errors of the token endpoint.
-    let response = token(&http, issuer, &[("grant_type", "client_credentials"), ("scope", "openid")], Some((user_id, user_secret))).await;
+    let response = token(
+        &http,
+        issuer,
+        &[("grant_type", "client_credentials"), ("scope", "openid")],
+        Some((user_id, user_secret)),
+    )
+    .await;
     assert_eq!(response.status(), 400);
-    assert_eq!(response.json::<Value>().await.expect("json")["error"], "invalid_scope");
-    let response = token(&http, issuer, &[("grant_type", "client_credentials"), ("scope", "halo.api")], Some((user_id, "wrong"))).await;
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "invalid_scope"
+    );
+    let response = token(
+        &http,
+        issuer,
+        &[("grant_type", "client_credentials"), ("scope", "halo.api")],
+        Some((user_id, "wrong")),
+    )
+    .await;
     assert_eq!(response.status(), 401);
-    assert_eq!(response.json::<Value>().await.expect("json")["error"], "invalid_client");
-    let response = token(&http, issuer, &[("grant_type", "password"), ("scope", "halo.api")], Some((user_id, user_secret))).await;
-    assert_eq!(response.json::<Value>().await.expect("json")["error"], "unsupported_grant_type");
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "invalid_client"
+    );
+    let response = token(
+        &http,
+        issuer,
+        &[("grant_type", "password"), ("scope", "halo.api")],
+        Some((user_id, user_secret)),
+    )
+    .await;
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "unsupported_grant_type"
+    );
 
     // Key rotation, then a new-key token succeeds.
-    let rotated: Value = http.post(format!("{issuer}/dev/rotate-keys")).send().await.expect("sent").json().await.expect("json");
-    let response = token(&http, issuer, &[("grant_type", "client_credentials"), ("scope", "halo.api")], Some((user_id, user_secret))).await;
-    let new_token = response.json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned();
+    let rotated: Value = http
+        .post(format!("{issuer}/dev/rotate-keys"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let response = token(
+        &http,
+        issuer,
+        &[("grant_type", "client_credentials"), ("scope", "halo.api")],
+        Some((user_id, user_secret)),
+    )
+    .await;
+    let new_token = response.json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let header = new_token.split('.').next().expect("header");
     use base64::Engine;
-    let header: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("b64")).expect("json");
-    assert_eq!(header["kid"], rotated["signing_kid"], "signed with the new key");
-    let response = http.get(format!("{halo}/api/v1/policies")).bearer_auth(&new_token).send().await.expect("sent");
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .expect("b64"),
+    )
+    .expect("json");
+    assert_eq!(
+        header["kid"], rotated["signing_kid"],
+        "signed with the new key"
+    );
+    let response = http
+        .get(format!("{halo}/api/v1/policies"))
+        .bearer_auth(&new_token)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 200);
 
     let _ = child.start_kill();
@@ -131,11 +253,24 @@ async fn the_dev_walkthrough_works_end_to_end() {
 #[tokio::test]
 async fn dev_refuses_non_loopback_without_the_override() {
     let output = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
-        .args(["dev", "--issuer-listen", "0.0.0.0:0", "--upstream-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "dev",
+            "--issuer-listen",
+            "0.0.0.0:0",
+            "--upstream-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .await
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--issuer-listen") && stderr.contains("--allow-non-loopback"), "{stderr}");
+    assert!(
+        stderr.contains("--issuer-listen") && stderr.contains("--allow-non-loopback"),
+        "{stderr}"
+    );
 }

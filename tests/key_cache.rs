@@ -14,27 +14,68 @@ use crate::support::{TestEnv, client, config_for, eventually, loopback, now};
 async fn keys_are_discovered_from_openid_configuration_before_serving() {
     let env = TestEnv::start().await;
     assert_eq!(env.issuer.metadata_fetches(), 1);
-    assert_eq!(env.issuer.jwks_fetches(), 1, "warmed up before the first request");
-    let ready = env.http.get(env.admin_url("/readyz")).send().await.expect("sent");
+    assert_eq!(
+        env.issuer.jwks_fetches(),
+        1,
+        "warmed up before the first request"
+    );
+    let ready = env
+        .http
+        .get(env.admin_url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(ready.status(), 200);
-    assert_eq!(env.get("/api/v1/policies", Some(&env.token(None))).await.status(), 200);
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&env.token(None)))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(env.issuer.jwks_fetches(), 1);
 }
 
 #[tokio::test]
 async fn oauth_authorization_server_metadata_is_the_fallback() {
-    let options = IssuerOptions { openid_configuration: false, ..IssuerOptions::default() };
+    let options = IssuerOptions {
+        openid_configuration: false,
+        ..IssuerOptions::default()
+    };
     let env = TestEnv::start_with(options, &[]).await;
-    assert_eq!(env.issuer.metadata_fetches(), 2, "openid-configuration 404, then the fallback");
-    assert_eq!(env.get("/api/v1/policies", Some(&env.token(None))).await.status(), 200);
+    assert_eq!(
+        env.issuer.metadata_fetches(),
+        2,
+        "openid-configuration 404, then the fallback"
+    );
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&env.token(None)))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn an_explicit_metadata_address_is_used() {
-    let issuer = Issuer::start(loopback(), IssuerOptions { openid_configuration: false, ..IssuerOptions::default() }).await.expect("issuer");
+    let issuer = Issuer::start(
+        loopback(),
+        IssuerOptions {
+            openid_configuration: false,
+            ..IssuerOptions::default()
+        },
+    )
+    .await
+    .expect("issuer");
     let upstream = StubUpstream::start(loopback()).await.expect("stub");
     let metadata = format!("{}/.well-known/oauth-authorization-server", issuer.url());
-    let config = config_for(issuer.url(), &upstream.url(), &[("Authentication__Schemes__Bearer__MetadataAddress", &metadata)]);
+    let config = config_for(
+        issuer.url(),
+        &upstream.url(),
+        &[(
+            "Authentication__Schemes__Bearer__MetadataAddress",
+            &metadata,
+        )],
+    );
     let gateway = halo_gateway::start(&config).await.expect("starts");
     assert!(gateway.keys.is_ready());
     assert_eq!(issuer.metadata_fetches(), 1);
@@ -42,14 +83,33 @@ async fn an_explicit_metadata_address_is_used() {
 
 #[tokio::test]
 async fn issuer_mismatch_in_metadata_keeps_the_gateway_not_ready() {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default()).await.expect("issuer");
+    let issuer = Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("issuer");
     let upstream = StubUpstream::start(loopback()).await.expect("stub");
-    let config = config_for(issuer.url(), &upstream.url(), &[("Authentication__Schemes__Bearer__ValidIssuer", "https://other.example/oauth2/default")]);
+    let config = config_for(
+        issuer.url(),
+        &upstream.url(),
+        &[(
+            "Authentication__Schemes__Bearer__ValidIssuer",
+            "https://other.example/oauth2/default",
+        )],
+    );
     let gateway = halo_gateway::start(&config).await.expect("starts");
-    let ready = client().get(format!("http://{}/readyz", gateway.admin_addr)).send().await.expect("sent");
+    let ready = client()
+        .get(format!("http://{}/readyz", gateway.admin_addr))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.expect("json");
-    assert!(body["reason"].as_str().unwrap_or_default().contains("issuer mismatch"), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("issuer mismatch"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -59,10 +119,21 @@ async fn a_rotated_key_is_accepted_after_exactly_one_refetch() {
     assert_eq!(env.issuer.jwks_fetches(), 1);
     env.issuer.rotate(false);
     let new_token = env.token(None);
-    assert_eq!(env.get("/api/v1/policies", Some(&new_token)).await.status(), 200, "no 401 after a rotation");
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&new_token)).await.status(),
+        200,
+        "no 401 after a rotation"
+    );
     assert_eq!(env.issuer.jwks_fetches(), 2, "exactly one extra fetch");
-    assert_eq!(env.get("/api/v1/policies", Some(&new_token)).await.status(), 200);
-    assert_eq!(env.get("/api/v1/policies", Some(&old_token)).await.status(), 200, "old key still published");
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&new_token)).await.status(),
+        200
+    );
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&old_token)).await.status(),
+        200,
+        "old key still published"
+    );
     assert_eq!(env.issuer.jwks_fetches(), 2);
 }
 
@@ -74,16 +145,35 @@ async fn a_removed_key_stays_usable_for_the_grace_period_only() {
     ])
     .await;
     let old_token = env.token(None);
-    assert_eq!(env.get("/api/v1/policies", Some(&old_token)).await.status(), 200);
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&old_token)).await.status(),
+        200
+    );
     let verifications = env.gateway.metrics.signature_verifications.get();
     env.issuer.rotate(true);
     let new_token = env.token(None);
-    assert_eq!(env.get("/api/v1/policies", Some(&new_token)).await.status(), 200, "refetch picks up the new key");
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&new_token)).await.status(),
+        200,
+        "refetch picks up the new key"
+    );
     // The old key left the set: its cached token was evicted, and it re-verifies during grace.
-    assert_eq!(env.get("/api/v1/policies", Some(&old_token)).await.status(), 200, "within the grace period");
-    assert_eq!(env.gateway.metrics.signature_verifications.get(), verifications + 2, "new token + re-verified old token");
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&old_token)).await.status(),
+        200,
+        "within the grace period"
+    );
+    assert_eq!(
+        env.gateway.metrics.signature_verifications.get(),
+        verifications + 2,
+        "new token + re-verified old token"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(env.get("/api/v1/policies", Some(&old_token)).await.status(), 401, "after the grace period");
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&old_token)).await.status(),
+        401,
+        "after the grace period"
+    );
 }
 
 #[tokio::test]
@@ -96,10 +186,15 @@ async fn a_thousand_concurrent_requests_with_one_unknown_kid_cause_one_fetch() {
     for _ in 0..1000 {
         let env = env.clone();
         let token = token.clone();
-        tasks.push(tokio::spawn(async move { env.gateway.validator.validate(&token).await.is_ok() }));
+        tasks.push(tokio::spawn(async move {
+            env.gateway.validator.validate(&token).await.is_ok()
+        }));
     }
     for task in tasks {
-        assert!(task.await.expect("task"), "every request decided with the fresh keys");
+        assert!(
+            task.await.expect("task"),
+            "every request decided with the fresh keys"
+        );
     }
     assert_eq!(env.issuer.jwks_fetches() - before, 1);
 }
@@ -117,12 +212,25 @@ async fn a_flood_of_random_kids_within_the_cooldown_causes_at_most_one_fetch() {
         let encoded = base64_url(&header(format!("random-{i}")).to_string());
         let token = format!("{encoded}.{rest}");
         let result = env.gateway.validator.validate(&token).await;
-        assert_eq!(result.err().map(|e| e.reason), Some(halo_gateway::auth::DenyReason::UnknownKid));
+        assert_eq!(
+            result.err().map(|e| e.reason),
+            Some(halo_gateway::auth::DenyReason::UnknownKid)
+        );
     }
-    assert!(env.issuer.jwks_fetches() - before <= 1, "fetches: {}", env.issuer.jwks_fetches() - before);
+    assert!(
+        env.issuer.jwks_fetches() - before <= 1,
+        "fetches: {}",
+        env.issuer.jwks_fetches() - before
+    );
     // And over HTTP, an unknown kid is a 401.
-    let token = format!("{}.{rest}", base64_url(&header("random-http".into()).to_string()));
-    assert_eq!(env.get("/api/v1/policies", Some(&token)).await.status(), 401);
+    let token = format!(
+        "{}.{rest}",
+        base64_url(&header("random-http".into()).to_string())
+    );
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&token)).await.status(),
+        401
+    );
 }
 
 fn base64_url(text: &str) -> String {
@@ -132,34 +240,66 @@ fn base64_url(text: &str) -> String {
 
 #[tokio::test]
 async fn issuer_down_at_start_then_up_becomes_ready_without_restart() {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default()).await.expect("issuer");
+    let issuer = Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("issuer");
     let upstream = StubUpstream::start(loopback()).await.expect("stub");
     issuer.stop();
-    let gateway = halo_gateway::start(&config_for(issuer.url(), &upstream.url(), &[])).await.expect("starts anyway");
+    let gateway = halo_gateway::start(&config_for(issuer.url(), &upstream.url(), &[]))
+        .await
+        .expect("starts anyway");
     let token = issuer.token_for(&issuer.clients()[1]);
     let http = client();
     let url = format!("http://{}/api/v1/policies", gateway.public_addr);
-    assert_eq!(http.get(&url).bearer_auth(&token).send().await.expect("sent").status(), 503);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        503
+    );
     issuer.resume().await.expect("issuer back");
     // The first retry is 1 s after start, the next 2 s later: ready within one backoff step.
     let keys = gateway.keys.clone();
     eventually(Duration::from_secs(5), || keys.is_ready()).await;
-    assert_eq!(http.get(&url).bearer_auth(&token).send().await.expect("sent").status(), 200);
-    let ready = http.get(format!("http://{}/readyz", gateway.admin_addr)).send().await.expect("sent");
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    let ready = http
+        .get(format!("http://{}/readyz", gateway.admin_addr))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(ready.status(), 200);
 }
 
 #[tokio::test]
 async fn an_issuer_outage_after_start_fails_no_request() {
-    let env = TestEnv::with_settings(&[("Authentication__Schemes__Bearer__KeyRefetchCooldown", "0")]).await;
+    let env =
+        TestEnv::with_settings(&[("Authentication__Schemes__Bearer__KeyRefetchCooldown", "0")])
+            .await;
     let token = env.token(None);
     env.issuer.stop();
     for _ in 0..50 {
-        assert_eq!(env.get("/api/v1/policies", Some(&token)).await.status(), 200);
+        assert_eq!(
+            env.get("/api/v1/policies", Some(&token)).await.status(),
+            200
+        );
         let refresh = env.gateway.keys.refresh().await;
         assert!(refresh.result.is_err(), "the issuer is down");
     }
-    assert!(env.gateway.keys.is_ready(), "still ready on the last good keys");
+    assert!(
+        env.gateway.keys.is_ready(),
+        "still ready on the last good keys"
+    );
 }
 
 #[tokio::test]
@@ -176,8 +316,15 @@ async fn hostile_or_broken_key_responses_keep_the_old_keys() {
     ] {
         env.issuer.set_fault(fault.clone());
         let outcome = env.gateway.keys.refresh().await;
-        assert!(outcome.result.is_err(), "{fault:?} must be a failed refresh");
-        assert_eq!(env.get("/api/v1/policies", Some(&token)).await.status(), 200, "{fault:?} must not fail requests");
+        assert!(
+            outcome.result.is_err(),
+            "{fault:?} must be a failed refresh"
+        );
+        assert_eq!(
+            env.get("/api/v1/policies", Some(&token)).await.status(),
+            200,
+            "{fault:?} must not fail requests"
+        );
         assert!(env.gateway.keys.is_ready());
     }
     env.issuer.set_fault(JwksFault::None);
@@ -186,20 +333,43 @@ async fn hostile_or_broken_key_responses_keep_the_old_keys() {
 
 #[tokio::test]
 async fn cache_control_max_age_sets_the_next_refresh_and_etag_gets_304() {
-    let options = IssuerOptions { jwks_max_age: Some(Duration::from_secs(120)), ..IssuerOptions::default() };
+    let options = IssuerOptions {
+        jwks_max_age: Some(Duration::from_secs(120)),
+        ..IssuerOptions::default()
+    };
     let env = TestEnv::start_with(options, &[]).await;
     let outcome = env.gateway.keys.refresh().await;
     assert!(outcome.result.is_ok());
-    assert_eq!(outcome.next, Duration::from_secs(120), "max-age=120 is sooner than the hourly interval");
-    assert_eq!(env.issuer.jwks_not_modified(), 1, "the conditional request was answered 304");
-    assert_eq!(env.get("/api/v1/policies", Some(&env.token(None))).await.status(), 200, "304 kept the keys");
+    assert_eq!(
+        outcome.next,
+        Duration::from_secs(120),
+        "max-age=120 is sooner than the hourly interval"
+    );
+    assert_eq!(
+        env.issuer.jwks_not_modified(),
+        1,
+        "the conditional request was answered 304"
+    );
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&env.token(None)))
+            .await
+            .status(),
+        200,
+        "304 kept the keys"
+    );
 }
 
 #[tokio::test]
 async fn max_age_is_clamped_to_at_least_a_minute() {
-    let options = IssuerOptions { jwks_max_age: Some(Duration::from_secs(5)), ..IssuerOptions::default() };
+    let options = IssuerOptions {
+        jwks_max_age: Some(Duration::from_secs(5)),
+        ..IssuerOptions::default()
+    };
     let env = TestEnv::start_with(options, &[]).await;
-    assert_eq!(env.gateway.keys.refresh().await.next, Duration::from_secs(60));
+    assert_eq!(
+        env.gateway.keys.refresh().await.next,
+        Duration::from_secs(60)
+    );
 }
 
 #[tokio::test]
@@ -207,18 +377,35 @@ async fn a_reused_token_is_verified_once_but_its_expiry_still_applies() {
     let env = TestEnv::with_settings(&[("Authentication__Schemes__Bearer__ClockSkew", "0")]).await;
     let token = env.token(None);
     let metrics = &env.gateway.metrics;
-    assert_eq!(env.get("/api/v1/policies", Some(&token)).await.status(), 200);
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&token)).await.status(),
+        200
+    );
     let verified = metrics.signature_verifications.get();
     for _ in 0..5 {
-        assert_eq!(env.get("/api/v1/policies", Some(&token)).await.status(), 200);
+        assert_eq!(
+            env.get("/api/v1/policies", Some(&token)).await.status(),
+            200
+        );
     }
-    assert_eq!(metrics.signature_verifications.get(), verified, "no further signature checks");
+    assert_eq!(
+        metrics.signature_verifications.get(),
+        verified,
+        "no further signature checks"
+    );
     assert!(metrics.token_cache_hits.get() >= 5);
 
     let mut claims = env.claims();
     claims["exp"] = json!(now() + 1);
     let short = env.issuer.sign(&claims);
-    assert_eq!(env.get("/api/v1/policies", Some(&short)).await.status(), 200);
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&short)).await.status(),
+        200
+    );
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(env.get("/api/v1/policies", Some(&short)).await.status(), 401, "an expired cached token is rejected");
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&short)).await.status(),
+        401,
+        "an expired cached token is rejected"
+    );
 }

@@ -1,6 +1,9 @@
 //! Integration tests: real sockets on 127.0.0.1, the embedded issuer and stub Halo API (the
 //! same code as `halo-gateway dev`), tokens minted per test from visible claims.
 
+// Test helpers panic on setup failure by design.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 mod dev_walkthrough;

@@ -34,7 +34,10 @@ async fn a_200_mb_upload_streams_through_byte_for_byte() {
     assert_eq!(response.status(), 200);
     let json: serde_json::Value = response.json().await.expect("json");
     assert_eq!(json["bytes"], (CHUNK * CHUNKS) as u64);
-    assert_eq!(json["sha256"], expected, "the upstream saw exactly the bytes sent");
+    assert_eq!(
+        json["sha256"], expected,
+        "the upstream saw exactly the bytes sent"
+    );
 }
 
 #[tokio::test]
@@ -44,12 +47,21 @@ async fn the_upstream_receives_bytes_before_the_upload_finishes() {
     let env = TestEnv::start().await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
-    let request = env.http.post(env.url("/stub/sink")).bearer_auth(env.token(None)).body(body).send();
+    let request = env
+        .http
+        .post(env.url("/stub/sink"))
+        .bearer_auth(env.token(None))
+        .body(body)
+        .send();
     let upload = tokio::spawn(request);
-    tx.send(Ok(Bytes::from(vec![7u8; 4 << 20]))).await.expect("first chunk");
+    tx.send(Ok(Bytes::from(vec![7u8; 4 << 20])))
+        .await
+        .expect("first chunk");
     let upstream = &env.upstream;
     eventually(Duration::from_secs(10), || upstream.sink_bytes() >= 4 << 20).await;
-    tx.send(Ok(Bytes::from(vec![8u8; 1 << 20]))).await.expect("second chunk");
+    tx.send(Ok(Bytes::from(vec![8u8; 1 << 20])))
+        .await
+        .expect("second chunk");
     drop(tx);
     let response = upload.await.expect("task").expect("sent");
     assert_eq!(response.status(), 200);
@@ -67,8 +79,16 @@ async fn a_client_disconnect_mid_upload_aborts_the_upstream_request() {
     let env = TestEnv::start().await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
-    let upload = tokio::spawn(env.http.post(env.url("/stub/sink")).bearer_auth(env.token(None)).body(body).send());
-    tx.send(Ok(Bytes::from(vec![1u8; 1 << 20]))).await.expect("chunk");
+    let upload = tokio::spawn(
+        env.http
+            .post(env.url("/stub/sink"))
+            .bearer_auth(env.token(None))
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(Bytes::from(vec![1u8; 1 << 20])))
+        .await
+        .expect("chunk");
     let upstream = &env.upstream;
     eventually(Duration::from_secs(10), || upstream.sink_bytes() > 0).await;
     upload.abort();
@@ -98,26 +118,60 @@ async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_set() {
                 ("x-forwarded-for", "6.6.6.6"),
                 ("forwarded", "for=6.6.6.6"),
                 ("x-request-id", "req-123"),
-                ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                (
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ),
                 ("x-custom", "kept"),
             ],
         )
         .await;
     assert_eq!(response.status, 200);
     let headers = &response.json()["headers"];
-    for gone in ["x-drop-me", "keep-alive", "te", "proxy-authorization", "proxy-connection", "upgrade", "x-http-method-override", "forwarded"] {
-        assert!(headers.get(gone).is_none(), "{gone} must not be forwarded: {headers}");
+    for gone in [
+        "x-drop-me",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "proxy-connection",
+        "upgrade",
+        "x-http-method-override",
+        "forwarded",
+    ] {
+        assert!(
+            headers.get(gone).is_none(),
+            "{gone} must not be forwarded: {headers}"
+        );
     }
-    assert_eq!(headers["x-forwarded-for"][0], "127.0.0.1", "client-supplied XFF replaced (untrusted peer)");
+    assert_eq!(
+        headers["x-forwarded-for"][0], "127.0.0.1",
+        "client-supplied XFF replaced (untrusted peer)"
+    );
     assert_eq!(headers["x-forwarded-proto"][0], "http");
     assert_eq!(headers["x-forwarded-host"][0], "halo.example.com");
-    assert_eq!(headers["host"][0], env.upstream.addr().to_string(), "Host is the upstream's authority");
+    assert_eq!(
+        headers["host"][0],
+        env.upstream.addr().to_string(),
+        "Host is the upstream's authority"
+    );
     assert_eq!(headers["via"][0], "1.1 halo-gateway");
     assert_eq!(headers["x-request-id"][0], "req-123");
-    assert_eq!(headers["traceparent"][0], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_eq!(
+        headers["traceparent"][0],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
     assert_eq!(headers["x-custom"][0], "kept");
-    assert!(headers["authorization"][0].as_str().unwrap_or_default().starts_with("Bearer "), "ForwardAuthorization defaults to true");
-    assert_eq!(response.headers["x-request-id"], "req-123", "request id echoed");
+    assert!(
+        headers["authorization"][0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Bearer "),
+        "ForwardAuthorization defaults to true"
+    );
+    assert_eq!(
+        response.headers["x-request-id"], "req-123",
+        "request id echoed"
+    );
 }
 
 #[tokio::test]
@@ -125,7 +179,15 @@ async fn trusted_proxies_extend_x_forwarded_for() {
     let env = TestEnv::with_settings(&[("Gateway__TrustedProxies__0", "127.0.0.0/8")]).await;
     let auth = format!("Bearer {}", env.token(None));
     let response = env
-        .raw("GET", "/stub/echo-headers", &[("authorization", &auth), ("x-forwarded-for", "203.0.113.7"), ("x-forwarded-proto", "https")])
+        .raw(
+            "GET",
+            "/stub/echo-headers",
+            &[
+                ("authorization", &auth),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "https"),
+            ],
+        )
         .await;
     let headers = &response.json()["headers"];
     assert_eq!(headers["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
@@ -143,7 +205,13 @@ async fn authorization_is_dropped_when_forward_authorization_is_false() {
 #[tokio::test]
 async fn response_hop_by_hop_headers_are_stripped() {
     let env = TestEnv::start().await;
-    let response = env.raw("GET", "/stub/hop-headers", &[("authorization", &format!("Bearer {}", env.token(None)))]).await;
+    let response = env
+        .raw(
+            "GET",
+            "/stub/hop-headers",
+            &[("authorization", &format!("Bearer {}", env.token(None)))],
+        )
+        .await;
     assert_eq!(response.status, 200);
     assert!(response.headers.get("x-upstream-hop").is_none());
     assert!(response.headers.get("keep-alive").is_none());
@@ -155,11 +223,29 @@ async fn response_hop_by_hop_headers_are_stripped() {
 async fn a_file_rebuild_comes_back_byte_identical() {
     let env = TestEnv::start().await;
     let content: Vec<u8> = (0..(5 << 20)).map(|i: u32| (i % 253) as u8).collect();
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(content.clone()).file_name("report.pdf"));
-    let response = env.http.post(env.url("/api/v1/rebuild/file")).bearer_auth(env.token(None)).multipart(form).send().await.expect("sent");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(content.clone()).file_name("report.pdf"),
+    );
+    let response = env
+        .http
+        .post(env.url("/api/v1/rebuild/file"))
+        .bearer_auth(env.token(None))
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/octet-stream");
-    assert!(response.headers()["content-disposition"].to_str().unwrap_or_default().contains("report.pdf"));
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .unwrap_or_default()
+            .contains("report.pdf")
+    );
     let mut received = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -174,11 +260,25 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let token = env.token(None);
     let url = env.url("/stub/slow?ms=700");
     let http = env.http.clone();
-    let in_flight = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()) });
+    let in_flight = tokio::spawn(async move {
+        http.get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let TestEnv { gateway, issuer: _issuer, upstream: _upstream, .. } = env;
+    let TestEnv {
+        gateway,
+        issuer: _issuer,
+        upstream: _upstream,
+        ..
+    } = env;
     let public = gateway.public_addr;
     gateway.shutdown().await;
     assert_eq!(in_flight.await.expect("task").expect("completed"), 200);
-    assert!(tokio::net::TcpStream::connect(public).await.is_err(), "the listener is closed");
+    assert!(
+        tokio::net::TcpStream::connect(public).await.is_err(),
+        "the listener is closed"
+    );
 }

@@ -20,7 +20,11 @@ async fn every_admin_only_row_needs_admin() {
         assert_eq!(denied.status, 403, "{method} {path} as User");
         assert_eq!(denied.json()["error"], "AdminRoleMissing");
         let allowed = env.raw(method, path, &[("authorization", &admin)]).await;
-        assert!(allowed.status < 300, "{method} {path} as Admin: {}", allowed.status);
+        assert!(
+            allowed.status < 300,
+            "{method} {path} as Admin: {}",
+            allowed.status
+        );
     }
 }
 
@@ -62,18 +66,31 @@ async fn spelling_variants_of_admin_routes_do_not_bypass_the_policy() {
         let response = env.raw("POST", target, &[("authorization", &user)]).await;
         assert_eq!(response.status, 403, "{target} must need Admin");
     }
-    for target in ["/API/v1/License-Usage/Active", "/api/v1/license-usage/active/", "/api/v1/license-usage//x"] {
+    for target in [
+        "/API/v1/License-Usage/Active",
+        "/api/v1/license-usage/active/",
+        "/api/v1/license-usage//x",
+    ] {
         let response = env.raw("GET", target, &[("authorization", &user)]).await;
         assert_eq!(response.status, 403, "{target} must need Admin");
     }
-    assert!(env.upstream.requests().is_empty(), "no variant reached Halo");
+    assert!(
+        env.upstream.requests().is_empty(),
+        "no variant reached Halo"
+    );
 }
 
 #[tokio::test]
 async fn ambiguous_paths_are_refused_with_400() {
     let env = TestEnv::start().await;
     let admin = format!("Bearer {}", env.token(Some("Admin")));
-    for target in ["/api/v1%2flicense", "/api/v1%5Clicense", "/api/%00x", "/../api/v1/policies", "/api/%zz"] {
+    for target in [
+        "/api/v1%2flicense",
+        "/api/v1%5Clicense",
+        "/api/%00x",
+        "/../api/v1/policies",
+        "/api/%zz",
+    ] {
         let response = env.raw("GET", target, &[("authorization", &admin)]).await;
         assert_eq!(response.status, 400, "{target}");
         assert_eq!(response.json()["error"], "invalid_request");
@@ -84,10 +101,19 @@ async fn ambiguous_paths_are_refused_with_400() {
 async fn the_normalized_path_is_what_halo_receives() {
     let env = TestEnv::start().await;
     let admin = format!("Bearer {}", env.token(Some("Admin")));
-    let response = env.raw("GET", "/api/v1//x/../policies/My%2bPolicy?q=%2F", &[("authorization", &admin)]).await;
+    let response = env
+        .raw(
+            "GET",
+            "/api/v1//x/../policies/My%2bPolicy?q=%2F",
+            &[("authorization", &admin)],
+        )
+        .await;
     assert_eq!(response.status, 200);
     let seen = env.upstream.last_request().expect("forwarded");
-    assert_eq!(seen.target, "/api/v1/policies/My%2BPolicy?q=%2F", "case kept, path normalized, query untouched");
+    assert_eq!(
+        seen.target, "/api/v1/policies/My%2BPolicy?q=%2F",
+        "case kept, path normalized, query untouched"
+    );
 }
 
 #[tokio::test]
@@ -101,14 +127,34 @@ async fn role_claim_as_string_array_or_missing() {
     let post_license = |token: String| {
         let http = env.http.clone();
         let url = env.url("/api/v1/license");
-        async move { http.post(url).bearer_auth(token).send().await.expect("sent").status().as_u16() }
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("sent")
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(post_license(with_role(json!("Admin"))).await, 201);
     assert_eq!(post_license(with_role(json!(["User", "Admin"]))).await, 201);
     assert_eq!(post_license(with_role(json!(["User"]))).await, 403);
-    assert_eq!(post_license(with_role(json!("admin"))).await, 403, "roles compare exactly");
-    assert_eq!(post_license(env.issuer.sign(&env.claims())).await, 403, "missing claim means User");
-    assert_eq!(post_license(with_role(json!(7))).await, 401, "a role of the wrong type is invalid");
+    assert_eq!(
+        post_license(with_role(json!("admin"))).await,
+        403,
+        "roles compare exactly"
+    );
+    assert_eq!(
+        post_license(env.issuer.sign(&env.claims())).await,
+        403,
+        "missing claim means User"
+    );
+    assert_eq!(
+        post_license(with_role(json!(7))).await,
+        401,
+        "a role of the wrong type is invalid"
+    );
 }
 
 #[tokio::test]
@@ -120,40 +166,81 @@ async fn a_custom_role_claim_and_default_role_are_honoured() {
     .await;
     let mut claims = env.claims();
     claims["groups"] = json!(["Admin"]);
-    let response = env.http.post(env.url("/api/v1/license")).bearer_auth(env.issuer.sign(&claims)).send().await.expect("sent");
+    let response = env
+        .http
+        .post(env.url("/api/v1/license"))
+        .bearer_auth(env.issuer.sign(&claims))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 201);
-    let response = env.http.post(env.url("/api/v1/license")).bearer_auth(env.issuer.sign(&env.claims())).send().await.expect("sent");
+    let response = env
+        .http
+        .post(env.url("/api/v1/license"))
+        .bearer_auth(env.issuer.sign(&env.claims()))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 201, "no claim -> DefaultRole Admin");
 }
 
 #[tokio::test]
 async fn any_configured_audience_is_accepted_including_array_aud() {
     let env = TestEnv::with_settings(&[
-        ("Authentication__Schemes__Bearer__ValidAudiences__0", "api://halo"),
-        ("Authentication__Schemes__Bearer__ValidAudiences__1", "api://halo-eu"),
+        (
+            "Authentication__Schemes__Bearer__ValidAudiences__0",
+            "api://halo",
+        ),
+        (
+            "Authentication__Schemes__Bearer__ValidAudiences__1",
+            "api://halo-eu",
+        ),
     ])
     .await;
-    for aud in [json!("api://halo"), json!("api://halo-eu"), json!(["api://other", "api://halo-eu"])] {
+    for aud in [
+        json!("api://halo"),
+        json!("api://halo-eu"),
+        json!(["api://other", "api://halo-eu"]),
+    ] {
         let mut claims = env.claims();
         claims["aud"] = aud.clone();
-        let response = env.get("/api/v1/policies", Some(&env.issuer.sign(&claims))).await;
+        let response = env
+            .get("/api/v1/policies", Some(&env.issuer.sign(&claims)))
+            .await;
         assert_eq!(response.status(), 200, "aud {aud}");
     }
-    for aud in [json!("api://other"), json!(["api://x", "api://y"]), json!([])] {
+    for aud in [
+        json!("api://other"),
+        json!(["api://x", "api://y"]),
+        json!([]),
+    ] {
         let mut claims = env.claims();
         claims["aud"] = aud.clone();
-        let response = env.get("/api/v1/policies", Some(&env.issuer.sign(&claims))).await;
+        let response = env
+            .get("/api/v1/policies", Some(&env.issuer.sign(&claims)))
+            .await;
         assert_eq!(response.status(), 401, "aud {aud}");
     }
 }
 
 #[tokio::test]
 async fn clock_skew_tolerates_slightly_expired_tokens() {
-    let env = TestEnv::with_settings(&[("Authentication__Schemes__Bearer__ClockSkew", "00:01:00")]).await;
+    let env =
+        TestEnv::with_settings(&[("Authentication__Schemes__Bearer__ClockSkew", "00:01:00")]).await;
     let mut claims = env.claims();
     claims["exp"] = json!(now() - 30);
     claims["iat"] = json!(now() - 600);
-    assert_eq!(env.get("/api/v1/policies", Some(&env.issuer.sign(&claims))).await.status(), 200);
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&env.issuer.sign(&claims)))
+            .await
+            .status(),
+        200
+    );
     claims["exp"] = json!(now() - 90);
-    assert_eq!(env.get("/api/v1/policies", Some(&env.issuer.sign(&claims))).await.status(), 401);
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&env.issuer.sign(&claims)))
+            .await
+            .status(),
+        401
+    );
 }

@@ -81,13 +81,19 @@ pub struct AuthError {
 
 impl AuthError {
     pub fn new(reason: DenyReason, description: impl Into<String>) -> Self {
-        Self { reason, description: sanitize(&description.into()), required_role: None }
+        Self {
+            reason,
+            description: sanitize(&description.into()),
+            required_role: None,
+        }
     }
 
     pub fn role_missing(role: &str) -> Self {
         Self {
             reason: DenyReason::RoleMissing,
-            description: sanitize(&format!("this route needs the '{role}' role, which the token does not carry")),
+            description: sanitize(&format!(
+                "this route needs the '{role}' role, which the token does not carry"
+            )),
             required_role: Some(role.to_owned()),
         }
     }
@@ -107,14 +113,22 @@ impl AuthError {
         match self.reason {
             DenyReason::MissingToken => "missing_token".into(),
             DenyReason::InvalidRequest => "invalid_request".into(),
-            DenyReason::RoleMissing => format!("{}RoleMissing", self.required_role.as_deref().unwrap_or("Admin")),
+            DenyReason::RoleMissing => format!(
+                "{}RoleMissing",
+                self.required_role.as_deref().unwrap_or("Admin")
+            ),
             DenyReason::KeysUnavailable => "temporarily_unavailable".into(),
             _ => "invalid_token".into(),
         }
     }
 
     fn challenge(&self) -> Option<String> {
-        let with = |code: &str| format!("Bearer error=\"{code}\", error_description=\"{}\"", self.description);
+        let with = |code: &str| {
+            format!(
+                "Bearer error=\"{code}\", error_description=\"{}\"",
+                self.description
+            )
+        };
         match self.reason {
             DenyReason::MissingToken => Some("Bearer".into()),
             DenyReason::InvalidRequest => Some(with("invalid_request")),
@@ -130,13 +144,16 @@ impl IntoResponse for AuthError {
         let body = Json(json!({ "error": self.code(), "error_description": self.description }));
         let mut response = (self.status(), body).into_response();
         let headers = response.headers_mut();
-        if let Some(challenge) = self.challenge() {
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                headers.insert(header::WWW_AUTHENTICATE, value);
-            }
+        if let Some(challenge) = self.challenge()
+            && let Ok(value) = HeaderValue::from_str(&challenge)
+        {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         if self.reason == DenyReason::KeysUnavailable {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(KEYS_RETRY_AFTER_SECS));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(KEYS_RETRY_AFTER_SECS),
+            );
         }
         response
     }
@@ -147,7 +164,15 @@ impl IntoResponse for AuthError {
 pub fn sanitize(text: &str) -> String {
     let mut out: String = text
         .chars()
-        .map(|c| if (' '..='~').contains(&c) && c != '"' && c != '\\' { c } else if c == '"' { '\'' } else { '?' })
+        .map(|c| {
+            if (' '..='~').contains(&c) && c != '"' && c != '\\' {
+                c
+            } else if c == '"' {
+                '\''
+            } else {
+                '?'
+            }
+        })
         .take(200)
         .collect();
     if text.chars().count() > 200 {

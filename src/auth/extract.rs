@@ -19,11 +19,17 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(AuthError::new(DenyReason::InvalidRequest, "the request has more than one Authorization header"));
+        return Err(AuthError::new(
+            DenyReason::InvalidRequest,
+            "the request has more than one Authorization header",
+        ));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| AuthError::new(DenyReason::InvalidRequest, "the Authorization header is not visible ASCII"))?;
+    let value = value.to_str().map_err(|_| {
+        AuthError::new(
+            DenyReason::InvalidRequest,
+            "the Authorization header is not visible ASCII",
+        )
+    })?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         // Another scheme (Basic, DPoP, ...) is no bearer token: challenge for one.
@@ -31,10 +37,16 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     }
     let token = rest.trim_matches(' ');
     if token.is_empty() {
-        return Err(AuthError::new(DenyReason::InvalidRequest, "the bearer token is empty"));
+        return Err(AuthError::new(
+            DenyReason::InvalidRequest,
+            "the bearer token is empty",
+        ));
     }
     if !token.bytes().all(is_b64token_char) {
-        return Err(AuthError::new(DenyReason::Malformed, "the bearer token contains characters outside the b64token syntax"));
+        return Err(AuthError::new(
+            DenyReason::Malformed,
+            "the bearer token contains characters outside the b64token syntax",
+        ));
     }
     Ok(Some(token))
 }
@@ -46,8 +58,11 @@ fn is_b64token_char(b: u8) -> bool {
 
 /// Whether a query string or urlencoded form carries a token parameter.
 pub fn carries_token_parameter(urlencoded: &[u8]) -> bool {
-    url::form_urlencoded::parse(urlencoded)
-        .any(|(name, _)| TOKEN_PARAMETERS.iter().any(|p| name.trim().eq_ignore_ascii_case(p)))
+    url::form_urlencoded::parse(urlencoded).any(|(name, _)| {
+        TOKEN_PARAMETERS
+            .iter()
+            .any(|p| name.trim().eq_ignore_ascii_case(p))
+    })
 }
 
 /// Refuses a token passed in the query string.
@@ -69,26 +84,51 @@ mod tests {
     fn headers(values: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for v in values {
-            map.append(header::AUTHORIZATION, HeaderValue::from_str(v).expect("header"));
+            map.append(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(v).expect("header"),
+            );
         }
         map
     }
 
     #[test]
     fn reads_bearer_like_aspnet() {
-        assert_eq!(bearer_token(&headers(&["Bearer abc.def.ghi"])).ok().flatten(), Some("abc.def.ghi"));
-        assert_eq!(bearer_token(&headers(&["bearer abc"])).ok().flatten(), Some("abc"));
-        assert_eq!(bearer_token(&headers(&["BEARER    abc  "])).ok().flatten(), Some("abc"));
+        assert_eq!(
+            bearer_token(&headers(&["Bearer abc.def.ghi"]))
+                .ok()
+                .flatten(),
+            Some("abc.def.ghi")
+        );
+        assert_eq!(
+            bearer_token(&headers(&["bearer abc"])).ok().flatten(),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer_token(&headers(&["BEARER    abc  "])).ok().flatten(),
+            Some("abc")
+        );
         assert_eq!(bearer_token(&headers(&[])).ok().flatten(), None);
-        assert_eq!(bearer_token(&headers(&["Basic dXNlcjpwYXNz"])).ok().flatten(), None);
+        assert_eq!(
+            bearer_token(&headers(&["Basic dXNlcjpwYXNz"]))
+                .ok()
+                .flatten(),
+            None
+        );
         // A TAB is not a separator: this is no bearer credential at all.
-        assert_eq!(bearer_token(&headers(&["Bearer\tabc"])).ok().flatten(), None);
+        assert_eq!(
+            bearer_token(&headers(&["Bearer\tabc"])).ok().flatten(),
+            None
+        );
     }
 
     #[test]
     fn refuses_ambiguous_or_empty_tokens() {
         let reason = |v: &[&str]| bearer_token(&headers(v)).err().map(|e| e.reason);
-        assert_eq!(reason(&["Bearer a", "Bearer b"]), Some(DenyReason::InvalidRequest));
+        assert_eq!(
+            reason(&["Bearer a", "Bearer b"]),
+            Some(DenyReason::InvalidRequest)
+        );
         assert_eq!(reason(&["Bearer "]), Some(DenyReason::InvalidRequest));
         assert_eq!(reason(&["Bearer"]), Some(DenyReason::InvalidRequest));
         assert_eq!(reason(&["Bearer a b"]), Some(DenyReason::Malformed));

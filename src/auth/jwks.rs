@@ -32,8 +32,14 @@ pub enum FetchError {
     TooLarge { url: String },
     #[error("bad metadata from {url}: {reason}")]
     BadMetadata { url: String, reason: String },
-    #[error("issuer mismatch: the metadata at {url} names issuer '{found}', but ValidIssuer is '{expected}'")]
-    IssuerMismatch { url: String, found: String, expected: String },
+    #[error(
+        "issuer mismatch: the metadata at {url} names issuer '{found}', but ValidIssuer is '{expected}'"
+    )]
+    IssuerMismatch {
+        url: String,
+        found: String,
+        expected: String,
+    },
     #[error("bad key set from {url}: {reason}")]
     BadKeySet { url: String, reason: String },
 }
@@ -57,7 +63,11 @@ impl FetchError {
 pub enum JwksResponse {
     /// `304 Not Modified` for our `If-None-Match`.
     NotModified { max_age: Option<Duration> },
-    Keys { set: ParsedKeySet, etag: Option<String>, max_age: Option<Duration> },
+    Keys {
+        set: ParsedKeySet,
+        etag: Option<String>,
+        max_age: Option<Duration>,
+    },
 }
 
 /// Fetches metadata and key sets for one issuer.
@@ -96,7 +106,8 @@ impl Fetcher {
             .user_agent(concat!("halo-gateway/", env!("CARGO_PKG_VERSION")))
             .https_only(require_https);
         if let Some(proxy) = https_proxy {
-            builder = builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(|e| e.to_string())?);
+            builder =
+                builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(|e| e.to_string())?);
         }
         let client = builder.build().map_err(|e| e.to_string())?;
         let metadata_urls = match &config.metadata_address {
@@ -130,20 +141,41 @@ impl Fetcher {
             match self.get(url, None).await {
                 Ok((StatusCode::OK, _, body)) => return self.jwks_uri_from(url, &body),
                 // A missing document falls through to the next one; anything else is final.
-                Ok((status, _, _)) if status == StatusCode::NOT_FOUND && url != self.metadata_urls.last().unwrap_or(url) => {
-                    last_error = Some(FetchError::Status { url: url.to_string(), status: status.as_u16() });
+                Ok((status, _, _))
+                    if status == StatusCode::NOT_FOUND
+                        && url != self.metadata_urls.last().unwrap_or(url) =>
+                {
+                    last_error = Some(FetchError::Status {
+                        url: url.to_string(),
+                        status: status.as_u16(),
+                    });
                 }
-                Ok((status, _, _)) => return Err(FetchError::Status { url: url.to_string(), status: status.as_u16() }),
+                Ok((status, _, _)) => {
+                    return Err(FetchError::Status {
+                        url: url.to_string(),
+                        status: status.as_u16(),
+                    });
+                }
                 Err(e) => return Err(e),
             }
         }
-        Err(last_error.unwrap_or_else(|| FetchError::BadMetadata { url: String::new(), reason: "no metadata URL".into() }))
+        Err(last_error.unwrap_or_else(|| FetchError::BadMetadata {
+            url: String::new(),
+            reason: "no metadata URL".into(),
+        }))
     }
 
     fn jwks_uri_from(&self, url: &Url, body: &[u8]) -> Result<Url, FetchError> {
-        let bad = |reason: String| FetchError::BadMetadata { url: url.to_string(), reason };
-        let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(format!("not JSON ({e})")))?;
-        let issuer = doc.get("issuer").and_then(|v| v.as_str()).ok_or_else(|| bad("no \"issuer\"".into()))?;
+        let bad = |reason: String| FetchError::BadMetadata {
+            url: url.to_string(),
+            reason,
+        };
+        let doc: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| bad(format!("not JSON ({e})")))?;
+        let issuer = doc
+            .get("issuer")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("no \"issuer\"".into()))?;
         if issuer != self.expected_issuer {
             return Err(FetchError::IssuerMismatch {
                 url: url.to_string(),
@@ -151,14 +183,27 @@ impl Fetcher {
                 expected: self.expected_issuer.clone(),
             });
         }
-        let jwks = doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or_else(|| bad("no \"jwks_uri\"".into()))?;
-        let jwks = Url::parse(jwks).map_err(|e| bad(format!("jwks_uri '{jwks}' is not a URL ({e})")))?;
+        let jwks = doc
+            .get("jwks_uri")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("no \"jwks_uri\"".into()))?;
+        let jwks =
+            Url::parse(jwks).map_err(|e| bad(format!("jwks_uri '{jwks}' is not a URL ({e})")))?;
         if self.require_https && jwks.scheme() != "https" {
-            return Err(bad(format!("jwks_uri {jwks} is not https (RequireHttpsMetadata is true)")));
+            return Err(bad(format!(
+                "jwks_uri {jwks} is not https (RequireHttpsMetadata is true)"
+            )));
         }
-        let issuer_host = Url::parse(issuer).ok().and_then(|u| u.host_str().map(str::to_owned));
+        let issuer_host = Url::parse(issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
         let jwks_host = jwks.host_str().unwrap_or_default();
-        if issuer_host.as_deref() != Some(jwks_host) && !self.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(jwks_host)) {
+        if issuer_host.as_deref() != Some(jwks_host)
+            && !self
+                .allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(jwks_host))
+        {
             return Err(bad(format!(
                 "jwks_uri host '{jwks_host}' is not the issuer's host; list it in AllowedJwksHosts to allow it"
             )));
@@ -167,40 +212,77 @@ impl Fetcher {
     }
 
     /// Fetches the key set, conditionally when `etag` is known.
-    pub async fn fetch_keys(&self, jwks_uri: &Url, etag: Option<&str>) -> Result<JwksResponse, FetchError> {
+    pub async fn fetch_keys(
+        &self,
+        jwks_uri: &Url,
+        etag: Option<&str>,
+    ) -> Result<JwksResponse, FetchError> {
         let (status, headers, body) = self.get(jwks_uri, etag).await?;
         let max_age = max_age(&headers);
         if status == StatusCode::NOT_MODIFIED && etag.is_some() {
             return Ok(JwksResponse::NotModified { max_age });
         }
         if status != StatusCode::OK {
-            return Err(FetchError::Status { url: jwks_uri.to_string(), status: status.as_u16() });
+            return Err(FetchError::Status {
+                url: jwks_uri.to_string(),
+                status: status.as_u16(),
+            });
         }
-        let bad = |reason: String| FetchError::BadKeySet { url: jwks_uri.to_string(), reason };
+        let bad = |reason: String| FetchError::BadKeySet {
+            url: jwks_uri.to_string(),
+            reason,
+        };
         let set = parse_jwks(&body).map_err(bad)?;
         if set.keys.is_empty() {
-            return Err(bad(format!("no usable signing key ({})", if set.skipped.is_empty() { "the set is empty".to_owned() } else { set.skipped.join("; ") })));
+            return Err(bad(format!(
+                "no usable signing key ({})",
+                if set.skipped.is_empty() {
+                    "the set is empty".to_owned()
+                } else {
+                    set.skipped.join("; ")
+                }
+            )));
         }
-        let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let etag = headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(JwksResponse::Keys { set, etag, max_age })
     }
 
-    async fn get(&self, url: &Url, etag: Option<&str>) -> Result<(StatusCode, HeaderMap, Bytes), FetchError> {
-        let unreachable = |e: reqwest::Error| FetchError::Unreachable { url: url.to_string(), reason: error_chain(&e) };
-        let mut request = self.client.get(url.clone()).header(header::ACCEPT, "application/json");
+    async fn get(
+        &self,
+        url: &Url,
+        etag: Option<&str>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), FetchError> {
+        let unreachable = |e: reqwest::Error| FetchError::Unreachable {
+            url: url.to_string(),
+            reason: error_chain(&e),
+        };
+        let mut request = self
+            .client
+            .get(url.clone())
+            .header(header::ACCEPT, "application/json");
         if let Some(etag) = etag {
             request = request.header(header::IF_NONE_MATCH, etag);
         }
         let mut response = request.send().await.map_err(unreachable)?;
-        if response.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(FetchError::TooLarge { url: url.to_string() });
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY as u64)
+        {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+            });
         }
         let status = response.status();
         let headers = response.headers().clone();
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(FetchError::TooLarge { url: url.to_string() });
+                return Err(FetchError::TooLarge {
+                    url: url.to_string(),
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -217,7 +299,10 @@ fn max_age(headers: &HeaderMap) -> Option<Duration> {
         .flat_map(|v| v.split(','))
         .find_map(|directive| {
             let (name, value) = directive.trim().split_once('=')?;
-            name.trim().eq_ignore_ascii_case("max-age").then(|| value.trim().trim_matches('"').parse().ok()).flatten()
+            name.trim()
+                .eq_ignore_ascii_case("max-age")
+                .then(|| value.trim().trim_matches('"').parse().ok())
+                .flatten()
         })
         .map(Duration::from_secs)
 }

@@ -58,7 +58,13 @@ impl Expiry<Arc<str>, KeyEntry> for GraceExpiry {
         entry.removed.then_some(self.grace)
     }
 
-    fn expire_after_update(&self, _: &Arc<str>, entry: &KeyEntry, _: Instant, left: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &Arc<str>,
+        entry: &KeyEntry,
+        _: Instant,
+        left: Option<Duration>,
+    ) -> Option<Duration> {
         match (entry.removed, left) {
             (false, _) => None,
             // Already counting down: keep the original deadline.
@@ -107,7 +113,9 @@ pub struct KeyStore {
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyStore").field("status", &self.status.load()).finish_non_exhaustive()
+        f.debug_struct("KeyStore")
+            .field("status", &self.status.load())
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,7 +138,9 @@ impl KeyStore {
             fetcher,
             keys: moka::sync::Cache::builder()
                 .max_capacity(1024)
-                .expire_after(GraceExpiry { grace: config.key_grace_period })
+                .expire_after(GraceExpiry {
+                    grace: config.key_grace_period,
+                })
                 .build(),
             negative: negative.build(),
             refetch_gate: gate.build(),
@@ -199,7 +209,11 @@ impl KeyStore {
     }
 
     fn miss(&self) -> KeyLookup {
-        if self.is_ready() { KeyLookup::Unknown } else { KeyLookup::Unavailable }
+        if self.is_ready() {
+            KeyLookup::Unknown
+        } else {
+            KeyLookup::Unavailable
+        }
     }
 
     /// One discovery (if needed) + JWKS fetch; installs the keys on success.
@@ -210,19 +224,32 @@ impl KeyStore {
             Ok(None) => "not_modified",
             Err(e) => e.kind(),
         };
-        self.metrics.jwks_fetches.get_or_create(&ResultLabels { result: label }).inc();
+        self.metrics
+            .jwks_fetches
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
         match result {
             Ok(max_age) => {
                 self.last_success_unix.store(unix_now(), Ordering::Relaxed);
                 let was_failing = self.status.load().last_error.is_some();
                 if was_failing {
-                    tracing::info!(keys = self.keys.entry_count(), "signing keys loaded; issuer reachable");
+                    tracing::info!(
+                        keys = self.keys.entry_count(),
+                        "signing keys loaded; issuer reachable"
+                    );
                 }
-                self.status.rcu(|s| KeyStatus { last_error: None, ..(**s).clone() });
-                let next = max_age.flatten().map_or(self.refresh_interval, |age| {
-                    age.clamp(MIN_MAX_AGE, MAX_MAX_AGE).min(self.refresh_interval)
+                self.status.rcu(|s| KeyStatus {
+                    last_error: None,
+                    ..(**s).clone()
                 });
-                RefreshOutcome { next, result: Ok(()) }
+                let next = max_age.flatten().map_or(self.refresh_interval, |age| {
+                    age.clamp(MIN_MAX_AGE, MAX_MAX_AGE)
+                        .min(self.refresh_interval)
+                });
+                RefreshOutcome {
+                    next,
+                    result: Ok(()),
+                }
             }
             Err(error) => {
                 let message = error.to_string();
@@ -234,12 +261,24 @@ impl KeyStore {
                         tracing::error!(error = %message, "cannot load signing keys; API requests get 503 until they arrive");
                     }
                 }
-                self.status.rcu(|s| KeyStatus { last_error: Some(message.clone()), ..(**s).clone() });
-                if matches!(error, FetchError::IssuerMismatch { .. } | FetchError::BadMetadata { .. }) {
+                self.status.rcu(|s| KeyStatus {
+                    last_error: Some(message.clone()),
+                    ..(**s).clone()
+                });
+                if matches!(
+                    error,
+                    FetchError::IssuerMismatch { .. } | FetchError::BadMetadata { .. }
+                ) {
                     // Rediscover next time: the metadata may be fixed.
-                    self.fetch_state.rcu(|s| FetchState { jwks_uri: None, ..(**s).clone() });
+                    self.fetch_state.rcu(|s| FetchState {
+                        jwks_uri: None,
+                        ..(**s).clone()
+                    });
                 }
-                RefreshOutcome { next: INITIAL_BACKOFF, result: Err(error) }
+                RefreshOutcome {
+                    next: INITIAL_BACKOFF,
+                    result: Err(error),
+                }
             }
         }
     }
@@ -251,12 +290,22 @@ impl KeyStore {
             Some(uri) => uri.clone(),
             None => {
                 let uri = self.fetcher.discover().await?;
-                self.fetch_state.store(Arc::new(FetchState { jwks_uri: Some(uri.clone()), etag: None }));
-                self.status.rcu(|s| KeyStatus { jwks_uri: Some(uri.clone()), ..(**s).clone() });
+                self.fetch_state.store(Arc::new(FetchState {
+                    jwks_uri: Some(uri.clone()),
+                    etag: None,
+                }));
+                self.status.rcu(|s| KeyStatus {
+                    jwks_uri: Some(uri.clone()),
+                    ..(**s).clone()
+                });
                 uri
             }
         };
-        let etag = if self.is_ready() { self.fetch_state.load().etag.clone() } else { None };
+        let etag = if self.is_ready() {
+            self.fetch_state.load().etag.clone()
+        } else {
+            None
+        };
         match self.fetcher.fetch_keys(&jwks_uri, etag.as_deref()).await? {
             JwksResponse::NotModified { max_age } => Ok(Some(max_age)),
             JwksResponse::Keys { set, etag, max_age } => {
@@ -264,7 +313,10 @@ impl KeyStore {
                     tracing::warn!(jwks_uri = %jwks_uri, "{skipped}");
                 }
                 self.install(set.keys);
-                self.fetch_state.store(Arc::new(FetchState { jwks_uri: Some(jwks_uri), etag }));
+                self.fetch_state.store(Arc::new(FetchState {
+                    jwks_uri: Some(jwks_uri),
+                    etag,
+                }));
                 Ok(Some(max_age))
             }
         }
@@ -275,25 +327,44 @@ impl KeyStore {
         let previous: Vec<Arc<str>> = self.status.load().key_ids.clone();
         for key in fresh {
             self.negative.invalidate(&*key.kid);
-            self.keys.insert(key.kid.clone(), KeyEntry { key, removed: false });
+            self.keys.insert(
+                key.kid.clone(),
+                KeyEntry {
+                    key,
+                    removed: false,
+                },
+            );
         }
         for kid in previous.iter().filter(|kid| !fresh_ids.contains(kid)) {
-            if let Some(entry) = self.keys.get(kid) {
-                if !entry.removed {
-                    tracing::info!(kid = %printable(kid), "signing key left the key set; usable during the grace period");
-                    self.keys.insert(kid.clone(), KeyEntry { removed: true, ..entry });
-                    if let Some(hook) = self.on_removal.get() {
-                        hook(kid);
-                    }
+            if let Some(entry) = self.keys.get(kid)
+                && !entry.removed
+            {
+                tracing::info!(kid = %printable(kid), "signing key left the key set; usable during the grace period");
+                self.keys.insert(
+                    kid.clone(),
+                    KeyEntry {
+                        removed: true,
+                        ..entry
+                    },
+                );
+                if let Some(hook) = self.on_removal.get() {
+                    hook(kid);
                 }
             }
         }
-        let added: Vec<&Arc<str>> = fresh_ids.iter().filter(|kid| !previous.contains(kid)).collect();
+        let added: Vec<&Arc<str>> = fresh_ids
+            .iter()
+            .filter(|kid| !previous.contains(kid))
+            .collect();
         if !added.is_empty() && !previous.is_empty() {
             tracing::info!(kids = ?added.iter().map(|k| printable(k)).collect::<Vec<_>>(), "new signing keys loaded");
         }
         self.metrics.jwks_keys.set(fresh_ids.len() as i64);
-        self.status.rcu(|s| KeyStatus { loaded: true, key_ids: fresh_ids.clone(), ..(**s).clone() });
+        self.status.rcu(|s| KeyStatus {
+            loaded: true,
+            key_ids: fresh_ids.clone(),
+            ..(**s).clone()
+        });
     }
 
     /// Runs forever after the warm-up attempt `first`: retries with capped exponential
@@ -326,5 +397,7 @@ fn jitter(delay: Duration) -> Duration {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -41,7 +41,10 @@ pub struct VerifyKey {
 
 impl std::fmt::Debug for VerifyKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyKey").field("kid", &self.kid).field("algorithms", &self.algorithms).finish()
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .finish()
     }
 }
 
@@ -60,7 +63,8 @@ pub struct ParsedKeySet {
 
 /// Parses a JWKS document. Fails only when the document itself is not a key set.
 pub fn parse_jwks(body: &[u8]) -> Result<ParsedKeySet, String> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("the key set is not JSON ({e})"))?;
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the key set is not JSON ({e})"))?;
     let keys = doc
         .get("keys")
         .and_then(Value::as_array)
@@ -69,17 +73,27 @@ pub fn parse_jwks(body: &[u8]) -> Result<ParsedKeySet, String> {
     let mut by_kid: HashMap<Arc<str>, Vec<Arc<VerifyKey>>> = HashMap::new();
     for (index, jwk) in keys.iter().enumerate() {
         match parse_key(jwk) {
-            Ok(Some(key)) => by_kid.entry(key.kid.clone()).or_default().push(Arc::new(key)),
+            Ok(Some(key)) => by_kid
+                .entry(key.kid.clone())
+                .or_default()
+                .push(Arc::new(key)),
             Ok(None) => {}
             Err(reason) => {
-                let kid = jwk.get("kid").and_then(Value::as_str).map_or_else(|| format!("#{index}"), |k| format!("'{}'", printable(k)));
+                let kid = jwk
+                    .get("kid")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("#{index}"), |k| format!("'{}'", printable(k)));
                 parsed.skipped.push(format!("key {kid} skipped: {reason}"));
             }
         }
     }
     for (kid, mut keys) in by_kid {
         if keys.len() > 1 {
-            parsed.skipped.push(format!("key '{}' refused: {} usable keys share this kid", printable(&kid), keys.len()));
+            parsed.skipped.push(format!(
+                "key '{}' refused: {} usable keys share this kid",
+                printable(&kid),
+                keys.len()
+            ));
         } else if let Some(key) = keys.pop() {
             parsed.keys.push(key);
         }
@@ -94,17 +108,21 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
     if obj.get("use").and_then(Value::as_str) == Some("enc") {
         return Ok(None);
     }
-    if let Some(ops) = obj.get("key_ops").and_then(Value::as_array) {
-        if !ops.iter().any(|op| op.as_str() == Some("verify")) {
-            return Err("key_ops does not include verify".into());
-        }
+    if let Some(ops) = obj.get("key_ops").and_then(Value::as_array)
+        && !ops.iter().any(|op| op.as_str() == Some("verify"))
+    {
+        return Err("key_ops does not include verify".into());
     }
     if let Some(member) = PRIVATE_MEMBERS.iter().find(|m| obj.contains_key(**m)) {
         return Err(format!("it carries the private member '{member}'"));
     }
     let kid = match obj.get("kid") {
-        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => Arc::<str>::from(kid.as_str()),
-        Some(Value::String(_)) => return Err(format!("kid is empty or longer than {MAX_KID_LEN} bytes")),
+        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => {
+            Arc::<str>::from(kid.as_str())
+        }
+        Some(Value::String(_)) => {
+            return Err(format!("kid is empty or longer than {MAX_KID_LEN} bytes"));
+        }
         Some(_) => return Err("kid is not a string".into()),
         None => return Err("it has no kid".into()),
     };
@@ -133,7 +151,9 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
     let algorithms = match str_member(obj, "alg")? {
         None => family,
         Some(alg) => {
-            let alg: Algorithm = alg.parse().map_err(|_| format!("alg '{alg}' is not supported"))?;
+            let alg: Algorithm = alg
+                .parse()
+                .map_err(|_| format!("alg '{alg}' is not supported"))?;
             if !ALLOWED_ALGS.contains(&alg) || !family.contains(&alg) {
                 return Err(format!("alg {alg:?} does not fit a {kty} key"));
             }
@@ -145,21 +165,31 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
         "EC" => {
             let x = b64_member(obj, "x")?;
             let y = b64_member(obj, "y")?;
-            let size = if algorithms.contains(&Algorithm::ES256) { 32 } else { 48 };
+            let size = if algorithms.contains(&Algorithm::ES256) {
+                32
+            } else {
+                48
+            };
             if x.len() != size || y.len() != size {
                 return Err("EC coordinates have the wrong length".into());
             }
-            DecodingKey::from_ec_components(&URL_SAFE_NO_PAD.encode(x), &URL_SAFE_NO_PAD.encode(y)).map_err(|e| e.to_string())?
+            DecodingKey::from_ec_components(&URL_SAFE_NO_PAD.encode(x), &URL_SAFE_NO_PAD.encode(y))
+                .map_err(|e| e.to_string())?
         }
         _ => {
             let x = b64_member(obj, "x")?;
             if x.len() != 32 {
                 return Err("Ed25519 key has the wrong length".into());
             }
-            DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(x)).map_err(|e| e.to_string())?
+            DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(x))
+                .map_err(|e| e.to_string())?
         }
     };
-    Ok(Some(VerifyKey { kid, algorithms, key }))
+    Ok(Some(VerifyKey {
+        kid,
+        algorithms,
+        key,
+    }))
 }
 
 fn rsa_key(obj: &Map<String, Value>) -> Result<DecodingKey, String> {
@@ -196,10 +226,21 @@ fn str_member<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
 
 fn b64_member(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     let text = str_member(obj, name)?.ok_or_else(|| format!("it has no '{name}'"))?;
-    URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|_| format!("'{name}' is not base64url"))
+    URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|_| format!("'{name}' is not base64url"))
 }
 
 /// Text safe to log: printable ASCII only, bounded.
 pub fn printable(text: &str) -> String {
-    text.chars().take(64).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
+    text.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }

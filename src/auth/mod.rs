@@ -46,7 +46,11 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(validator: Arc<Validator>, policy: Policy, metrics: Arc<Metrics>) -> Self {
-        Self { validator, policy, metrics }
+        Self {
+            validator,
+            policy,
+            metrics,
+        }
     }
 
     pub fn validator(&self) -> &Arc<Validator> {
@@ -58,28 +62,47 @@ impl Authenticator {
     }
 
     /// Decides a request; counts the decision.
-    pub async fn authorize(&self, method: &Method, path: &NormalizedPath, query: Option<&str>, headers: &HeaderMap) -> Decision<'_> {
+    pub async fn authorize(
+        &self,
+        method: &Method,
+        path: &NormalizedPath,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Decision<'_> {
         let route = self.policy.route(method, path);
         let result = self.decide(route, query, headers).await;
         match &result {
-            Ok(_) => self.metrics.decision("allow", if route.required == RequiredRole::Anonymous { "anonymous" } else { "valid_token" }),
+            Ok(_) => self.metrics.decision(
+                "allow",
+                if route.required == RequiredRole::Anonymous {
+                    "anonymous"
+                } else {
+                    "valid_token"
+                },
+            ),
             Err(e) => self.metrics.decision("deny", e.reason.label()),
         }
         Decision { route, result }
     }
 
-    async fn decide(&self, route: &RouteRule, query: Option<&str>, headers: &HeaderMap) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
+    async fn decide(
+        &self,
+        route: &RouteRule,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
         if route.required == RequiredRole::Anonymous {
             return Ok(None);
         }
         extract::check_query(query)?;
-        let token = extract::bearer_token(headers)?
-            .ok_or_else(|| AuthError::new(DenyReason::MissingToken, "the request has no bearer token"))?;
+        let token = extract::bearer_token(headers)?.ok_or_else(|| {
+            AuthError::new(DenyReason::MissingToken, "the request has no bearer token")
+        })?;
         let verified = self.validator.validate(token).await?;
-        if let RequiredRole::Role(role) = &route.required {
-            if !verified.has_role(role) {
-                return Err(AuthError::role_missing(role));
-            }
+        if let RequiredRole::Role(role) = &route.required
+            && !verified.has_role(role)
+        {
+            return Err(AuthError::role_missing(role));
         }
         Ok(Some(verified))
     }

@@ -58,7 +58,10 @@ impl NormalizedPath {
             let b = bytes[i];
             match b {
                 b'%' => {
-                    let (hi, lo) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                    let (hi, lo) = match (
+                        bytes.get(i + 1).copied().and_then(hex),
+                        bytes.get(i + 2).copied().and_then(hex),
+                    ) {
                         (Some(hi), Some(lo)) => (hi, lo),
                         _ => return Err(PathError::BadEscape),
                     };
@@ -85,7 +88,8 @@ impl NormalizedPath {
             }
         }
         // Pass 2: segments, collapsing empty ones and resolving dot-segments.
-        let trailing_slash = decoded.len() > 1 && (decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/.."));
+        let trailing_slash = decoded.len() > 1
+            && (decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/.."));
         let mut segments: Vec<&str> = Vec::new();
         for segment in decoded.split('/') {
             match segment {
@@ -122,7 +126,10 @@ impl NormalizedPath {
             .filter(|s| !s.is_empty())
             .map(|s| {
                 let bytes = percent_decode(s);
-                String::from_utf8_lossy(&bytes).chars().flat_map(char::to_uppercase).collect()
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .flat_map(char::to_uppercase)
+                    .collect()
             })
             .collect()
     }
@@ -133,12 +140,15 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let (Some(hi), Some(lo)) = (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -163,16 +173,31 @@ mod tests {
     #[test]
     fn decodes_unreserved_and_uppercases_other_escapes() {
         assert_eq!(norm("/api/v1/%6Cicense").as_deref(), Ok("/api/v1/license"));
-        assert_eq!(norm("/api/v1/policies/a%2bb").as_deref(), Ok("/api/v1/policies/a%2Bb"));
-        assert_eq!(norm("/api/v1/policies/caf%c3%a9").as_deref(), Ok("/api/v1/policies/caf%C3%A9"));
+        assert_eq!(
+            norm("/api/v1/policies/a%2bb").as_deref(),
+            Ok("/api/v1/policies/a%2Bb")
+        );
+        assert_eq!(
+            norm("/api/v1/policies/caf%c3%a9").as_deref(),
+            Ok("/api/v1/policies/caf%C3%A9")
+        );
     }
 
     #[test]
     fn resolves_dot_segments_and_duplicate_slashes() {
-        assert_eq!(norm("/api/v1/../v1/license").as_deref(), Ok("/api/v1/license"));
+        assert_eq!(
+            norm("/api/v1/../v1/license").as_deref(),
+            Ok("/api/v1/license")
+        );
         assert_eq!(norm("/api/./v1//license").as_deref(), Ok("/api/v1/license"));
-        assert_eq!(norm("//api///v1/license/").as_deref(), Ok("/api/v1/license/"));
-        assert_eq!(norm("/api/v1/%2E%2E/v1/license").as_deref(), Ok("/api/v1/license"));
+        assert_eq!(
+            norm("//api///v1/license/").as_deref(),
+            Ok("/api/v1/license/")
+        );
+        assert_eq!(
+            norm("/api/v1/%2E%2E/v1/license").as_deref(),
+            Ok("/api/v1/license")
+        );
         assert_eq!(norm("/api/v1/x/..").as_deref(), Ok("/api/v1/"));
         assert_eq!(norm("/").as_deref(), Ok("/"));
     }

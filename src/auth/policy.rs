@@ -58,7 +58,12 @@ pub static FALLBACK: std::sync::LazyLock<RouteRule> = std::sync::LazyLock::new(|
 
 impl RouteRule {
     /// Builds a rule from configuration text; the error is a sentence for the operator.
-    pub fn parse(name: Option<&str>, methods: &[String], path: Option<&str>, role: Option<&str>) -> Result<Self, String> {
+    pub fn parse(
+        name: Option<&str>,
+        methods: &[String],
+        path: Option<&str>,
+        role: Option<&str>,
+    ) -> Result<Self, String> {
         let pattern = path.ok_or("Path is required (e.g. /api/v1/license/**)")?;
         if !pattern.starts_with('/') {
             return Err(format!("Path '{pattern}' must start with '/'"));
@@ -69,7 +74,11 @@ impl RouteRule {
         for (i, part) in parts.iter().enumerate() {
             match *part {
                 "**" if i + 1 == parts.len() => rest = true,
-                "**" => return Err(format!("Path '{pattern}': '**' may only be the last segment")),
+                "**" => {
+                    return Err(format!(
+                        "Path '{pattern}': '**' may only be the last segment"
+                    ));
+                }
                 "*" => segments.push(Segment::One),
                 literal => {
                     let normalized = NormalizedPath::parse(&format!("/{literal}"))
@@ -85,35 +94,59 @@ impl RouteRule {
             Some(
                 methods
                     .iter()
-                    .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| format!("'{m}' is not an HTTP method")))
+                    .map(|m| {
+                        Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                            .map_err(|_| format!("'{m}' is not an HTTP method"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
             )
         };
         let required = match role {
             None => RequiredRole::Authenticated,
             Some(r) if r.eq_ignore_ascii_case("anonymous") => RequiredRole::Anonymous,
-            Some(r) if r.eq_ignore_ascii_case("authenticated") || r.eq_ignore_ascii_case("user") => RequiredRole::Authenticated,
+            Some(r)
+                if r.eq_ignore_ascii_case("authenticated") || r.eq_ignore_ascii_case("user") =>
+            {
+                RequiredRole::Authenticated
+            }
             Some(r) => RequiredRole::Role(r.to_owned()),
         };
         let name: Arc<str> = name.unwrap_or(pattern).into();
-        Ok(Self { name, methods, segments, rest, pattern: pattern.to_owned(), required })
+        Ok(Self {
+            name,
+            methods,
+            segments,
+            rest,
+            pattern: pattern.to_owned(),
+            required,
+        })
     }
 
     fn matches(&self, method: &Method, path: &[Cow<'_, str>]) -> bool {
         if let Some(methods) = &self.methods {
             // HEAD reads what GET reads, so a GET rule also covers HEAD.
-            let m = if method == Method::HEAD { &Method::GET } else { method };
-            if !methods.iter().any(|allowed| allowed == m || (allowed == Method::HEAD && method == Method::HEAD)) {
+            let m = if method == Method::HEAD {
+                &Method::GET
+            } else {
+                method
+            };
+            if !methods
+                .iter()
+                .any(|allowed| allowed == m || (allowed == Method::HEAD && method == Method::HEAD))
+            {
                 return false;
             }
         }
         if path.len() < self.segments.len() || (!self.rest && path.len() != self.segments.len()) {
             return false;
         }
-        self.segments.iter().zip(path).all(|(seg, actual)| match seg {
-            Segment::One => true,
-            Segment::Literal(lit) => lit == actual.as_ref(),
-        })
+        self.segments
+            .iter()
+            .zip(path)
+            .all(|(seg, actual)| match seg {
+                Segment::One => true,
+                Segment::Literal(lit) => lit == actual.as_ref(),
+            })
     }
 }
 
@@ -135,7 +168,10 @@ impl fmt::Display for RouteRule {
 /// Upper-cases a path segment for matching. Plain ASCII (the common case) borrows nothing
 /// new beyond one small string; escapes and non-ASCII take the full decode.
 fn match_key(segment: &str) -> Cow<'_, str> {
-    if segment.bytes().all(|b| b.is_ascii() && b != b'%' && !b.is_ascii_lowercase()) {
+    if segment
+        .bytes()
+        .all(|b| b.is_ascii() && b != b'%' && !b.is_ascii_lowercase())
+    {
         Cow::Borrowed(segment)
     } else if segment.bytes().all(|b| b.is_ascii() && b != b'%') {
         Cow::Owned(segment.to_ascii_uppercase())
@@ -160,8 +196,16 @@ impl Policy {
 
     /// The first rule matching the request, or [`FALLBACK`].
     pub fn route(&self, method: &Method, path: &NormalizedPath) -> &RouteRule {
-        let segments: Vec<Cow<'_, str>> = path.as_str().split('/').filter(|s| !s.is_empty()).map(match_key).collect();
-        self.rules.iter().find(|rule| rule.matches(method, &segments)).unwrap_or(&FALLBACK)
+        let segments: Vec<Cow<'_, str>> = path
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(match_key)
+            .collect();
+        self.rules
+            .iter()
+            .find(|rule| rule.matches(method, &segments))
+            .unwrap_or(&FALLBACK)
     }
 }
 
@@ -180,7 +224,12 @@ pub fn halo_default_rules() -> Vec<RouteRule> {
         rule("health", READS, "/api/health", "Anonymous"),
         rule("license_write", WRITES, "/api/v1/license/**", "Admin"),
         rule("license_write", WRITES, "/api/v2/license/**", "Admin"),
-        rule("license_usage_report", &[], "/api/v1/license-usage/*/**", "Admin"),
+        rule(
+            "license_usage_report",
+            &[],
+            "/api/v1/license-usage/*/**",
+            "Admin",
+        ),
         rule("license_read", &[], "/api/v1/license", "User"),
         rule("license_read", &[], "/api/v2/license", "User"),
         rule("license_usage", &[], "/api/v1/license-usage", "User"),
@@ -240,9 +289,18 @@ mod tests {
 
     #[test]
     fn user_rows_need_any_token_and_health_is_open() {
-        assert_eq!(route("GET", "/api/v1/license").1, RequiredRole::Authenticated);
-        assert_eq!(route("GET", "/api/v1/license-usage").1, RequiredRole::Authenticated);
-        assert_eq!(route("GET", "/api/v2/license").1, RequiredRole::Authenticated);
+        assert_eq!(
+            route("GET", "/api/v1/license").1,
+            RequiredRole::Authenticated
+        );
+        assert_eq!(
+            route("GET", "/api/v1/license-usage").1,
+            RequiredRole::Authenticated
+        );
+        assert_eq!(
+            route("GET", "/api/v2/license").1,
+            RequiredRole::Authenticated
+        );
         assert_eq!(route("PUT", "/api/v1/policies/default/reset").0, "policies");
         assert_eq!(route("POST", "/api/v1/rebuild/file").0, "rebuild");
         assert_eq!(route("POST", "/api/Rebuild/base64").0, "cdr_sync");
@@ -253,7 +311,8 @@ mod tests {
 
     #[test]
     fn rules_parse_from_configuration_text() {
-        let rule = RouteRule::parse(Some("x"), &["get".into()], Some("/a/*/b/**"), Some("Ops")).expect("valid");
+        let rule = RouteRule::parse(Some("x"), &["get".into()], Some("/a/*/b/**"), Some("Ops"))
+            .expect("valid");
         assert_eq!(rule.to_string(), "x GET /a/*/b/** -> Ops");
         assert!(RouteRule::parse(None, &[], Some("a"), None).is_err());
         assert!(RouteRule::parse(None, &[], Some("/a/**/b"), None).is_err());

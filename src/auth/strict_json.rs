@@ -1,8 +1,8 @@
 //! JSON objects parsed with duplicate member names refused (RFC 8725 §3.12 warns that
 //! parsers disagree on which duplicate wins; serde_json silently keeps the last).
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// A JSON value whose objects, at every depth, have unique member names.
@@ -55,7 +55,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(key) = map.next_key::<String>()? {
             let Strict(value) = map.next_value()?;
             if object.insert(key.clone(), value).is_some() {
-                return Err(de::Error::custom(format_args!("duplicate member '{}'", super::error::sanitize(&key))));
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member '{}'",
+                    super::error::sanitize(&key)
+                )));
             }
         }
         Ok(Strict(Value::Object(object)))
@@ -84,6 +87,9 @@ mod tests {
         assert!(parse_object(br#"{"a":[{"b":1,"b":1}]}"#).is_err());
         assert!(parse_object(br#"[1]"#).is_err());
         assert!(parse_object(br#"{"a":1} x"#).is_err());
-        assert_eq!(parse_object(br#"{"a":1,"b":[1,"x",null]}"#).map(|m| m.len()), Ok(2));
+        assert_eq!(
+            parse_object(br#"{"a":1,"b":[1,"x",null]}"#).map(|m| m.len()),
+            Ok(2)
+        );
     }
 }

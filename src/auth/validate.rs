@@ -67,7 +67,12 @@ struct ExpireAtToken {
 }
 
 impl moka::Expiry<[u8; 32], Arc<VerifiedToken>> for ExpireAtToken {
-    fn expire_after_create(&self, _: &[u8; 32], token: &Arc<VerifiedToken>, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        token: &Arc<VerifiedToken>,
+        _: Instant,
+    ) -> Option<Duration> {
         let left = token.expires_at + self.skew.as_secs_f64() - unix_now();
         Some(Duration::from_secs_f64(left.clamp(0.0, 1e9)))
     }
@@ -89,7 +94,10 @@ pub struct Validator {
 
 impl std::fmt::Debug for Validator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Validator").field("issuers", &self.issuers).field("audiences", &self.audiences).finish_non_exhaustive()
+        f.debug_struct("Validator")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +106,9 @@ impl Validator {
         let cache = (config.token_cache_size > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(config.token_cache_size)
-                .expire_after(ExpireAtToken { skew: config.clock_skew })
+                .expire_after(ExpireAtToken {
+                    skew: config.clock_skew,
+                })
                 .support_invalidation_closures()
                 .build()
         });
@@ -141,9 +151,16 @@ impl Validator {
     }
 
     /// Validates a token at `now` (Unix seconds).
-    pub async fn validate_at(&self, token: &str, now: f64) -> Result<Arc<VerifiedToken>, AuthError> {
+    pub async fn validate_at(
+        &self,
+        token: &str,
+        now: f64,
+    ) -> Result<Arc<VerifiedToken>, AuthError> {
         if token.len() > self.max_len {
-            return Err(AuthError::new(DenyReason::TokenTooLong, format!("the token is longer than {} bytes", self.max_len)));
+            return Err(AuthError::new(
+                DenyReason::TokenTooLong,
+                format!("the token is longer than {} bytes", self.max_len),
+            ));
         }
         let cache_key: [u8; 32] = {
             let d = digest::digest(&digest::SHA256, token.as_bytes());
@@ -167,23 +184,41 @@ impl Validator {
             KeyLookup::Unknown => {
                 return Err(AuthError::new(
                     DenyReason::UnknownKid,
-                    format!("the signing key {} is not in the issuer's key set", quote(&kid)),
+                    format!(
+                        "the signing key {} is not in the issuer's key set",
+                        quote(&kid)
+                    ),
                 ));
             }
             KeyLookup::Unavailable => {
-                return Err(AuthError::new(DenyReason::KeysUnavailable, "the issuer's signing keys are not available yet; retry shortly"));
+                return Err(AuthError::new(
+                    DenyReason::KeysUnavailable,
+                    "the issuer's signing keys are not available yet; retry shortly",
+                ));
             }
         };
         if !key.accepts(alg) {
             return Err(AuthError::new(
                 DenyReason::DisallowedAlg,
-                format!("the key {} does not allow the algorithm {alg:?}", quote(&kid)),
+                format!(
+                    "the key {} does not allow the algorithm {alg:?}",
+                    quote(&kid)
+                ),
             ));
         }
         self.metrics.signature_verifications.inc();
-        let verified = jsonwebtoken::crypto::verify(decoded.signature, decoded.message.as_bytes(), &key.key, alg).unwrap_or(false);
+        let verified = jsonwebtoken::crypto::verify(
+            decoded.signature,
+            decoded.message.as_bytes(),
+            &key.key,
+            alg,
+        )
+        .unwrap_or(false);
         if !verified {
-            return Err(AuthError::new(DenyReason::BadSignature, format!("the signature does not verify with key {}", quote(&kid))));
+            return Err(AuthError::new(
+                DenyReason::BadSignature,
+                format!("the signature does not verify with key {}", quote(&kid)),
+            ));
         }
         let token_data = self.check_claims(&decoded.claims, key.kid.clone(), alg, now)?;
         let token_data = Arc::new(token_data);
@@ -194,11 +229,24 @@ impl Validator {
     }
 
     /// `alg`, `typ`, extensions and `kid`.
-    pub fn check_header(&self, header: &Map<String, Value>) -> Result<(Algorithm, String), AuthError> {
+    pub fn check_header(
+        &self,
+        header: &Map<String, Value>,
+    ) -> Result<(Algorithm, String), AuthError> {
         let alg = match header.get("alg") {
             Some(Value::String(alg)) => alg,
-            Some(_) => return Err(AuthError::new(DenyReason::Malformed, "the header's alg is not a string")),
-            None => return Err(AuthError::new(DenyReason::Malformed, "the header has no alg")),
+            Some(_) => {
+                return Err(AuthError::new(
+                    DenyReason::Malformed,
+                    "the header's alg is not a string",
+                ));
+            }
+            None => {
+                return Err(AuthError::new(
+                    DenyReason::Malformed,
+                    "the header has no alg",
+                ));
+            }
         };
         let alg = alg
             .parse::<Algorithm>()
@@ -207,72 +255,150 @@ impl Validator {
             .ok_or_else(|| {
                 AuthError::new(
                     DenyReason::DisallowedAlg,
-                    format!("the algorithm {} is not accepted; only RS/PS/ES/EdDSA signatures are", quote(alg)),
+                    format!(
+                        "the algorithm {} is not accepted; only RS/PS/ES/EdDSA signatures are",
+                        quote(alg)
+                    ),
                 )
             })?;
         match header.get("typ") {
             None => {}
-            Some(Value::String(typ)) if typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt") => {}
-            Some(Value::String(typ)) if typ.eq_ignore_ascii_case("application/okta-internal-at+jwt") => {
+            Some(Value::String(typ))
+                if typ.eq_ignore_ascii_case("at+jwt")
+                    || typ.eq_ignore_ascii_case("application/at+jwt") => {}
+            Some(Value::String(typ))
+                if typ.eq_ignore_ascii_case("application/okta-internal-at+jwt") =>
+            {
                 return Err(AuthError::new(
                     DenyReason::DisallowedType,
                     "this is an Okta org authorization server token; use a custom authorization server",
                 ));
             }
             Some(Value::String(typ)) => {
-                return Err(AuthError::new(DenyReason::DisallowedType, format!("the token type {} is not an access token", quote(typ))));
+                return Err(AuthError::new(
+                    DenyReason::DisallowedType,
+                    format!("the token type {} is not an access token", quote(typ)),
+                ));
             }
-            Some(_) => return Err(AuthError::new(DenyReason::Malformed, "the header's typ is not a string")),
+            Some(_) => {
+                return Err(AuthError::new(
+                    DenyReason::Malformed,
+                    "the header's typ is not a string",
+                ));
+            }
         }
-        if let Some(member) = FORBIDDEN_HEADER_MEMBERS.iter().find(|m| header.contains_key(**m)) {
-            return Err(AuthError::new(DenyReason::DisallowedHeader, format!("the header parameter '{member}' is not supported")));
+        if let Some(member) = FORBIDDEN_HEADER_MEMBERS
+            .iter()
+            .find(|m| header.contains_key(**m))
+        {
+            return Err(AuthError::new(
+                DenyReason::DisallowedHeader,
+                format!("the header parameter '{member}' is not supported"),
+            ));
         }
         let kid = match header.get("kid") {
             Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => kid.clone(),
-            Some(Value::String(_)) => return Err(AuthError::new(DenyReason::Malformed, "the header's kid is empty or too long")),
-            Some(_) => return Err(AuthError::new(DenyReason::Malformed, "the header's kid is not a string")),
-            None => return Err(AuthError::new(DenyReason::Malformed, "the header has no kid")),
+            Some(Value::String(_)) => {
+                return Err(AuthError::new(
+                    DenyReason::Malformed,
+                    "the header's kid is empty or too long",
+                ));
+            }
+            Some(_) => {
+                return Err(AuthError::new(
+                    DenyReason::Malformed,
+                    "the header's kid is not a string",
+                ));
+            }
+            None => {
+                return Err(AuthError::new(
+                    DenyReason::Malformed,
+                    "the header has no kid",
+                ));
+            }
         };
         Ok((alg, kid))
     }
 
     /// Every claim rule, in the order their failures are reported.
-    pub fn check_claims(&self, claims: &Map<String, Value>, kid: Arc<str>, alg: Algorithm, now: f64) -> Result<VerifiedToken, AuthError> {
+    pub fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        kid: Arc<str>,
+        alg: Algorithm,
+        now: f64,
+    ) -> Result<VerifiedToken, AuthError> {
         let issuer = required_string(claims, "iss")?;
         let audiences = audiences(claims)?;
         let subject = required_string(claims, "sub")?;
-        let expires_at = numeric(claims, "exp")?.ok_or_else(|| AuthError::new(DenyReason::MissingClaim, "the token has no exp claim"))?;
+        let expires_at = numeric(claims, "exp")?.ok_or_else(|| {
+            AuthError::new(DenyReason::MissingClaim, "the token has no exp claim")
+        })?;
         let not_before = numeric(claims, "nbf")?;
         let issued_at = numeric(claims, "iat")?;
         let client_id = match claims.get("cid") {
             None => None,
             Some(Value::String(cid)) => Some(cid.clone()),
-            Some(_) => return Err(AuthError::new(DenyReason::Malformed, "the claim 'cid' is not a string")),
+            Some(_) => {
+                return Err(AuthError::new(
+                    DenyReason::Malformed,
+                    "the claim 'cid' is not a string",
+                ));
+            }
         };
         let roles = self.roles(claims)?;
-        let token = VerifiedToken { kid, alg, issuer, audiences, subject, client_id, roles, expires_at, not_before, issued_at };
+        let token = VerifiedToken {
+            kid,
+            alg,
+            issuer,
+            audiences,
+            subject,
+            client_id,
+            roles,
+            expires_at,
+            not_before,
+            issued_at,
+        };
         self.check_times(&token, now)?;
-        if let Some(iat) = issued_at {
-            if iat > now + self.skew {
-                return Err(AuthError::new(DenyReason::IssuedInFuture, format!("the token is issued {:.0} s in the future", iat - now)));
-            }
+        if let Some(iat) = issued_at
+            && iat > now + self.skew
+        {
+            return Err(AuthError::new(
+                DenyReason::IssuedInFuture,
+                format!("the token is issued {:.0} s in the future", iat - now),
+            ));
         }
         let lifetime = expires_at - issued_at.unwrap_or(now);
         if lifetime > self.max_lifetime {
             return Err(AuthError::new(
                 DenyReason::LifetimeTooLong,
-                format!("the token lives {lifetime:.0} s, more than the {:.0} s allowed", self.max_lifetime),
+                format!(
+                    "the token lives {lifetime:.0} s, more than the {:.0} s allowed",
+                    self.max_lifetime
+                ),
             ));
         }
-        if !self.issuers.iter().any(|i| *i == token.issuer) {
+        if !self.issuers.contains(&token.issuer) {
             return Err(AuthError::new(
                 DenyReason::WrongIssuer,
-                format!("the issuer {} is not accepted (expected {})", quote(&token.issuer), quote(&self.issuers[0])),
+                format!(
+                    "the issuer {} is not accepted (expected {})",
+                    quote(&token.issuer),
+                    quote(&self.issuers[0])
+                ),
             ));
         }
         if !token.audiences.iter().any(|a| self.audiences.contains(a)) {
-            let shown = token.audiences.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", ");
-            return Err(AuthError::new(DenyReason::WrongAudience, format!("the audience {shown} is not accepted")));
+            let shown = token
+                .audiences
+                .iter()
+                .map(|a| quote(a))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(AuthError::new(
+                DenyReason::WrongAudience,
+                format!("the audience {shown} is not accepted"),
+            ));
         }
         if claims.contains_key("cnf") {
             return Err(AuthError::new(
@@ -286,22 +412,39 @@ impl Validator {
     /// `exp` and `nbf` against `now`, with the clock skew.
     pub fn check_times(&self, token: &VerifiedToken, now: f64) -> Result<(), AuthError> {
         if now > token.expires_at + self.skew {
-            return Err(AuthError::new(DenyReason::Expired, format!("the token expired {:.0} s ago", now - token.expires_at)));
+            return Err(AuthError::new(
+                DenyReason::Expired,
+                format!("the token expired {:.0} s ago", now - token.expires_at),
+            ));
         }
-        if let Some(nbf) = token.not_before {
-            if nbf > now + self.skew {
-                return Err(AuthError::new(DenyReason::NotYetValid, format!("the token is not valid for another {:.0} s", nbf - now)));
-            }
+        if let Some(nbf) = token.not_before
+            && nbf > now + self.skew
+        {
+            return Err(AuthError::new(
+                DenyReason::NotYetValid,
+                format!("the token is not valid for another {:.0} s", nbf - now),
+            ));
         }
         Ok(())
     }
 
     fn roles(&self, claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
-        let bad = || AuthError::new(DenyReason::Malformed, format!("the claim {} must be a string or an array of strings", quote(&self.role_claim)));
+        let bad = || {
+            AuthError::new(
+                DenyReason::Malformed,
+                format!(
+                    "the claim {} must be a string or an array of strings",
+                    quote(&self.role_claim)
+                ),
+            )
+        };
         match claims.get(&self.role_claim) {
             None => Ok(vec![self.default_role.clone()]),
             Some(Value::String(role)) => Ok(vec![role.clone()]),
-            Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(bad)).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+                .collect(),
             Some(_) => Err(bad()),
         }
     }
@@ -309,37 +452,76 @@ impl Validator {
 
 /// Splits and decodes a compact JWS without trusting it.
 pub fn decode(token: &str) -> Result<DecodedToken<'_>, AuthError> {
-    let malformed = |what: &str| AuthError::new(DenyReason::Malformed, format!("the token is malformed: {what}"));
-    let (message, signature) = token.rsplit_once('.').ok_or_else(|| malformed("it is not a JWS (header.payload.signature)"))?;
-    let (header_b64, payload_b64) = message.split_once('.').ok_or_else(|| malformed("it is not a JWS (header.payload.signature)"))?;
+    let malformed = |what: &str| {
+        AuthError::new(
+            DenyReason::Malformed,
+            format!("the token is malformed: {what}"),
+        )
+    };
+    let (message, signature) = token
+        .rsplit_once('.')
+        .ok_or_else(|| malformed("it is not a JWS (header.payload.signature)"))?;
+    let (header_b64, payload_b64) = message
+        .split_once('.')
+        .ok_or_else(|| malformed("it is not a JWS (header.payload.signature)"))?;
     if payload_b64.contains('.') {
-        return Err(malformed("it has more than three parts (encrypted tokens are not accepted)"));
+        return Err(malformed(
+            "it has more than three parts (encrypted tokens are not accepted)",
+        ));
     }
     if signature.is_empty() {
         return Err(malformed("the signature is empty"));
     }
-    let header = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| malformed("the header is not base64url"))?;
-    let header = parse_object(&header).map_err(|e| malformed(&format!("the header is not a JSON object ({e})")))?;
-    let claims = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| malformed("the payload is not base64url"))?;
-    let claims = parse_object(&claims).map_err(|e| malformed(&format!("the payload is not a JSON object ({e})")))?;
-    Ok(DecodedToken { header, claims, message, signature })
+    let header = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|_| malformed("the header is not base64url"))?;
+    let header = parse_object(&header)
+        .map_err(|e| malformed(&format!("the header is not a JSON object ({e})")))?;
+    let claims = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| malformed("the payload is not base64url"))?;
+    let claims = parse_object(&claims)
+        .map_err(|e| malformed(&format!("the payload is not a JSON object ({e})")))?;
+    Ok(DecodedToken {
+        header,
+        claims,
+        message,
+        signature,
+    })
 }
 
 fn required_string(claims: &Map<String, Value>, name: &str) -> Result<String, AuthError> {
     match claims.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(AuthError::new(DenyReason::Malformed, format!("the claim '{name}' is not a string"))),
-        None => Err(AuthError::new(DenyReason::MissingClaim, format!("the token has no {name} claim"))),
+        Some(_) => Err(AuthError::new(
+            DenyReason::Malformed,
+            format!("the claim '{name}' is not a string"),
+        )),
+        None => Err(AuthError::new(
+            DenyReason::MissingClaim,
+            format!("the token has no {name} claim"),
+        )),
     }
 }
 
 fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
-    let bad = || AuthError::new(DenyReason::Malformed, "the claim 'aud' must be a string or an array of strings");
+    let bad = || {
+        AuthError::new(
+            DenyReason::Malformed,
+            "the claim 'aud' must be a string or an array of strings",
+        )
+    };
     match claims.get("aud") {
         Some(Value::String(aud)) => Ok(vec![aud.clone()]),
-        Some(Value::Array(items)) if !items.is_empty() => items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(bad)).collect(),
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect(),
         Some(_) => Err(bad()),
-        None => Err(AuthError::new(DenyReason::MissingClaim, "the token has no aud claim")),
+        None => Err(AuthError::new(
+            DenyReason::MissingClaim,
+            "the token has no aud claim",
+        )),
     }
 }
 
@@ -350,11 +532,21 @@ fn numeric(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, AuthE
             .as_f64()
             .filter(|v| v.is_finite())
             .map(Some)
-            .ok_or_else(|| AuthError::new(DenyReason::Malformed, format!("the claim '{name}' is not a valid number"))),
-        Some(_) => Err(AuthError::new(DenyReason::Malformed, format!("the claim '{name}' is not a number"))),
+            .ok_or_else(|| {
+                AuthError::new(
+                    DenyReason::Malformed,
+                    format!("the claim '{name}' is not a valid number"),
+                )
+            }),
+        Some(_) => Err(AuthError::new(
+            DenyReason::Malformed,
+            format!("the claim '{name}' is not a number"),
+        )),
     }
 }
 
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

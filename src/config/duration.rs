@@ -7,7 +7,9 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let invalid = || {
-        format!("'{text}' is not a duration (use seconds such as 300, HH:MM:SS such as 00:05:00, or 500ms/10s/5m/1h)")
+        format!(
+            "'{text}' is not a duration (use seconds such as 300, HH:MM:SS such as 00:05:00, or 500ms/10s/5m/1h)"
+        )
     };
     if text.is_empty() {
         return Err(invalid());
@@ -32,7 +34,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn seconds(value: f64) -> Option<Duration> {
-    (value.is_finite() && value >= 0.0 && value < 1e12).then(|| Duration::from_secs_f64(value))
+    (value.is_finite() && (0.0..1e12).contains(&value)).then(|| Duration::from_secs_f64(value))
 }
 
 /// `[d.]HH:MM[:SS[.fff]]`, as .NET's `TimeSpan.Parse` reads it.
@@ -62,8 +64,14 @@ mod tests {
     fn accepts_seconds_timespans_and_units() {
         assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("00:05:00"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1.02:00:00"), Ok(Duration::from_secs(93_600)));
-        assert_eq!(parse_duration("00:00:01.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_duration("1.02:00:00"),
+            Ok(Duration::from_secs(93_600))
+        );
+        assert_eq!(
+            parse_duration("00:00:01.5"),
+            Ok(Duration::from_millis(1500))
+        );
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));

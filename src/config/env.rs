@@ -80,7 +80,10 @@ pub struct AspNetEnv {
 impl AspNetEnv {
     /// Snapshot of the process environment.
     pub fn from_process() -> Self {
-        Self::from_vars(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))))
+        Self::from_vars(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
     }
 
     /// An explicit set of variables (used by `dev` and tests).
@@ -114,7 +117,10 @@ impl Node {
                     *self = Node::Branch(BTreeMap::new());
                 }
                 if let Node::Branch(children) = self {
-                    children.entry(head.clone()).or_default().insert(rest, value);
+                    children
+                        .entry(head.clone())
+                        .or_default()
+                        .insert(rest, value);
                 }
             }
         }
@@ -136,9 +142,15 @@ impl Node {
                         .filter_map(|(k, v)| Some((k.parse::<u64>().ok()?, v)))
                         .collect();
                     items.sort_by_key(|(i, _)| *i);
-                    Value::Array(Tag::Default, items.into_iter().map(|(_, v)| v.into_value()).collect())
+                    Value::Array(
+                        Tag::Default,
+                        items.into_iter().map(|(_, v)| v.into_value()).collect(),
+                    )
                 } else {
-                    let dict: Dict = children.into_iter().map(|(k, v)| (k, v.into_value())).collect();
+                    let dict: Dict = children
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_value()))
+                        .collect();
                     Value::Dict(Tag::Default, dict)
                 }
             }
@@ -179,7 +191,9 @@ fn canonicalize(value: Value) -> Value {
                 .map(|(k, v)| (canonical_key(&k), canonicalize(v)))
                 .collect(),
         ),
-        Value::Array(tag, items) => Value::Array(tag, items.into_iter().map(canonicalize).collect()),
+        Value::Array(tag, items) => {
+            Value::Array(tag, items.into_iter().map(canonicalize).collect())
+        }
         other => other,
     }
 }

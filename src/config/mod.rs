@@ -39,7 +39,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(setting: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid { setting: setting.into(), reason: reason.into() }
+        Self::Invalid {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The setting this error is about, in environment-variable spelling.
@@ -153,17 +156,26 @@ impl Config {
         let mut figment = Figment::new();
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError::File { path: path.to_owned(), reason: "not found or not a file".into() });
+                return Err(ConfigError::File {
+                    path: path.to_owned(),
+                    reason: "not found or not a file".into(),
+                });
             }
             figment = figment.merge(Canonical(Toml::file_exact(path)));
         }
-        let raw: RawConfig = figment.merge(env).extract().map_err(|e| from_figment(e, file))?;
+        let raw: RawConfig = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| from_figment(e, file))?;
         Self::from_raw(raw)
     }
 
     /// Validates the raw tree into real types.
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
-        let scheme = raw.authentication_scheme.as_ref().map_or("Bearer", Scalar::as_str);
+        let scheme = raw
+            .authentication_scheme
+            .as_ref()
+            .map_or("Bearer", Scalar::as_str);
         if !scheme.eq_ignore_ascii_case("Bearer") {
             return Err(ConfigError::invalid(
                 "AuthenticationScheme",
@@ -186,16 +198,23 @@ fn from_figment(error: figment::Error, file: Option<&Path>) -> ConfigError {
         }
         kind => kind.to_string(),
     };
-    if path.is_empty() {
-        if let Some(file) = file {
-            return ConfigError::File { path: file.to_owned(), reason: error.to_string() };
-        }
+    if path.is_empty()
+        && let Some(file) = file
+    {
+        return ConfigError::File {
+            path: file.to_owned(),
+            reason: error.to_string(),
+        };
     }
     ConfigError::invalid(path.join("__"), reason)
 }
 
 fn auth_config(raw: &RawBearer) -> Result<AuthConfig, ConfigError> {
-    let https = parse_bool(raw.require_https_metadata.as_ref(), &format!("{BEARER}RequireHttpsMetadata"), true)?;
+    let https = parse_bool(
+        raw.require_https_metadata.as_ref(),
+        &format!("{BEARER}RequireHttpsMetadata"),
+        true,
+    )?;
     let authority_setting = format!("{BEARER}Authority");
     let authority_text = raw
         .authority
@@ -212,16 +231,18 @@ fn auth_config(raw: &RawBearer) -> Result<AuthConfig, ConfigError> {
         None => None,
     };
 
-    let valid_issuer = non_empty(raw.valid_issuer.as_ref()).unwrap_or(authority_text).to_owned();
+    let valid_issuer = non_empty(raw.valid_issuer.as_ref())
+        .unwrap_or(authority_text)
+        .to_owned();
     let mut valid_issuers = vec![valid_issuer];
     valid_issuers.extend(list(&raw.valid_issuers));
     valid_issuers.dedup();
 
     let mut valid_audiences: Vec<String> = list(&raw.valid_audiences);
-    if let Some(single) = non_empty(raw.valid_audience.as_ref()) {
-        if !valid_audiences.iter().any(|a| a == single) {
-            valid_audiences.push(single.to_owned());
-        }
+    if let Some(single) = non_empty(raw.valid_audience.as_ref())
+        && !valid_audiences.iter().any(|a| a == single)
+    {
+        valid_audiences.push(single.to_owned());
     }
     if valid_audiences.is_empty() {
         return Err(ConfigError::Missing {
@@ -230,31 +251,58 @@ fn auth_config(raw: &RawBearer) -> Result<AuthConfig, ConfigError> {
         });
     }
 
-    let max_token_length = parse_number(raw.max_token_length.as_ref(), &format!("{BEARER}MaxTokenLength"), 16 * 1024)?;
+    let max_token_length = parse_number(
+        raw.max_token_length.as_ref(),
+        &format!("{BEARER}MaxTokenLength"),
+        16 * 1024,
+    )?;
     if max_token_length < 64 {
-        return Err(ConfigError::invalid(format!("{BEARER}MaxTokenLength"), "must be at least 64 bytes"));
+        return Err(ConfigError::invalid(
+            format!("{BEARER}MaxTokenLength"),
+            "must be at least 64 bytes",
+        ));
     }
     Ok(AuthConfig {
         authority,
         metadata_address,
         valid_issuers,
         valid_audiences,
-        clock_skew: parse_duration_setting(raw.clock_skew.as_ref(), &format!("{BEARER}ClockSkew"), 300)?,
+        clock_skew: parse_duration_setting(
+            raw.clock_skew.as_ref(),
+            &format!("{BEARER}ClockSkew"),
+            300,
+        )?,
         require_https_metadata: https,
-        role_claim: non_empty(raw.role_claim.as_ref()).unwrap_or("role").to_owned(),
-        default_role: non_empty(raw.default_role.as_ref()).unwrap_or("User").to_owned(),
+        role_claim: non_empty(raw.role_claim.as_ref())
+            .unwrap_or("role")
+            .to_owned(),
+        default_role: non_empty(raw.default_role.as_ref())
+            .unwrap_or("User")
+            .to_owned(),
         key_refetch_cooldown: parse_duration_setting(
             raw.key_refetch_cooldown.as_ref(),
             &format!("{BEARER}KeyRefetchCooldown"),
             10,
         )?,
         key_refresh_interval: positive(
-            parse_duration_setting(raw.key_refresh_interval.as_ref(), &format!("{BEARER}KeyRefreshInterval"), 3600)?,
+            parse_duration_setting(
+                raw.key_refresh_interval.as_ref(),
+                &format!("{BEARER}KeyRefreshInterval"),
+                3600,
+            )?,
             &format!("{BEARER}KeyRefreshInterval"),
         )?,
-        key_grace_period: parse_duration_setting(raw.key_grace_period.as_ref(), &format!("{BEARER}KeyGracePeriod"), 600)?,
+        key_grace_period: parse_duration_setting(
+            raw.key_grace_period.as_ref(),
+            &format!("{BEARER}KeyGracePeriod"),
+            600,
+        )?,
         key_retry_max_backoff: positive(
-            parse_duration_setting(raw.key_retry_max_backoff.as_ref(), &format!("{BEARER}KeyRetryMaxBackoff"), 300)?,
+            parse_duration_setting(
+                raw.key_retry_max_backoff.as_ref(),
+                &format!("{BEARER}KeyRetryMaxBackoff"),
+                300,
+            )?,
             &format!("{BEARER}KeyRetryMaxBackoff"),
         )?,
         max_token_lifetime: parse_duration_setting(
@@ -263,7 +311,11 @@ fn auth_config(raw: &RawBearer) -> Result<AuthConfig, ConfigError> {
             86_400,
         )?,
         max_token_length: max_token_length as usize,
-        token_cache_size: parse_number(raw.token_cache_size.as_ref(), &format!("{BEARER}TokenCacheSize"), 10_000)?,
+        token_cache_size: parse_number(
+            raw.token_cache_size.as_ref(),
+            &format!("{BEARER}TokenCacheSize"),
+            10_000,
+        )?,
         allowed_jwks_hosts: list(&raw.allowed_jwks_hosts),
     })
 }
@@ -275,12 +327,17 @@ fn gateway_config(raw: &RawGateway) -> Result<GatewayConfig, ConfigError> {
     })?;
     let upstream = parse_url(upstream_text, "Gateway__Upstream", false)?;
     if upstream.query().is_some() || upstream.fragment().is_some() {
-        return Err(ConfigError::invalid("Gateway__Upstream", "must not have a query or fragment"));
+        return Err(ConfigError::invalid(
+            "Gateway__Upstream",
+            "must not have a query or fragment",
+        ));
     }
     let log_format = match non_empty(raw.log_format.as_ref()) {
         None => None,
         Some(f) if f.eq_ignore_ascii_case("json") => Some(LogFormat::Json),
-        Some(f) if f.eq_ignore_ascii_case("pretty") || f.eq_ignore_ascii_case("text") => Some(LogFormat::Pretty),
+        Some(f) if f.eq_ignore_ascii_case("pretty") || f.eq_ignore_ascii_case("text") => {
+            Some(LogFormat::Pretty)
+        }
         Some(f) => {
             return Err(ConfigError::invalid(
                 "Gateway__LogFormat",
@@ -288,14 +345,22 @@ fn gateway_config(raw: &RawGateway) -> Result<GatewayConfig, ConfigError> {
             ));
         }
     };
-    let max_body: u64 = parse_number(raw.max_request_body_size.as_ref(), "Gateway__MaxRequestBodySize", 4 << 30)?;
+    let max_body: u64 = parse_number(
+        raw.max_request_body_size.as_ref(),
+        "Gateway__MaxRequestBodySize",
+        4 << 30,
+    )?;
     let trusted_proxies = list(&raw.trusted_proxies)
         .iter()
         .enumerate()
-        .map(|(i, text)| parse_cidr(text).ok_or_else(|| ConfigError::invalid(
-            format!("Gateway__TrustedProxies__{i}"),
-            format!("'{text}' is not an IP address or CIDR such as 10.0.0.0/8"),
-        )))
+        .map(|(i, text)| {
+            parse_cidr(text).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("Gateway__TrustedProxies__{i}"),
+                    format!("'{text}' is not an IP address or CIDR such as 10.0.0.0/8"),
+                )
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let https_proxy = match non_empty(raw.https_proxy.as_ref()) {
         Some(text) => Some(parse_url(text, "Gateway__HttpsProxy", false)?),
@@ -319,37 +384,82 @@ fn gateway_config(raw: &RawGateway) -> Result<GatewayConfig, ConfigError> {
     };
     Ok(GatewayConfig {
         listen: parse_addr(raw.listen.as_ref(), "Gateway__Listen", "0.0.0.0:8080")?,
-        admin_listen: parse_addr(raw.admin_listen.as_ref(), "Gateway__AdminListen", "0.0.0.0:9090")?,
+        admin_listen: parse_addr(
+            raw.admin_listen.as_ref(),
+            "Gateway__AdminListen",
+            "0.0.0.0:9090",
+        )?,
         upstream,
         upstream_timeout: positive(
-            parse_duration_setting(raw.upstream_timeout.as_ref(), "Gateway__UpstreamTimeout", 300)?,
+            parse_duration_setting(
+                raw.upstream_timeout.as_ref(),
+                "Gateway__UpstreamTimeout",
+                300,
+            )?,
             "Gateway__UpstreamTimeout",
         )?,
-        forward_authorization: parse_bool(raw.forward_authorization.as_ref(), "Gateway__ForwardAuthorization", true)?,
-        shutdown_timeout: parse_duration_setting(raw.shutdown_timeout.as_ref(), "Gateway__ShutdownTimeout", 30)?,
+        forward_authorization: parse_bool(
+            raw.forward_authorization.as_ref(),
+            "Gateway__ForwardAuthorization",
+            true,
+        )?,
+        shutdown_timeout: parse_duration_setting(
+            raw.shutdown_timeout.as_ref(),
+            "Gateway__ShutdownTimeout",
+            30,
+        )?,
         log_format,
         log_level: non_empty(raw.log_level.as_ref()).map(str::to_owned),
         max_request_body_size: (max_body != 0).then_some(max_body),
         trusted_proxies,
         https_proxy,
         header_read_timeout: positive(
-            parse_duration_setting(raw.header_read_timeout.as_ref(), "Gateway__HeaderReadTimeout", 10)?,
+            parse_duration_setting(
+                raw.header_read_timeout.as_ref(),
+                "Gateway__HeaderReadTimeout",
+                10,
+            )?,
             "Gateway__HeaderReadTimeout",
         )?,
         body_idle_timeout: positive(
-            parse_duration_setting(raw.body_idle_timeout.as_ref(), "Gateway__BodyIdleTimeout", 60)?,
+            parse_duration_setting(
+                raw.body_idle_timeout.as_ref(),
+                "Gateway__BodyIdleTimeout",
+                60,
+            )?,
             "Gateway__BodyIdleTimeout",
         )?,
-        max_connections: at_least_one(parse_number(raw.max_connections.as_ref(), "Gateway__MaxConnections", 10_000)?, "Gateway__MaxConnections")? as usize,
-        max_header_count: at_least_one(parse_number(raw.max_header_count.as_ref(), "Gateway__MaxHeaderCount", 100)?, "Gateway__MaxHeaderCount")? as usize,
-        max_header_bytes: parse_number::<u64>(raw.max_header_bytes.as_ref(), "Gateway__MaxHeaderBytes", 64 * 1024)
-            .and_then(|n| {
-                if n < 8192 {
-                    Err(ConfigError::invalid("Gateway__MaxHeaderBytes", "must be at least 8192"))
-                } else {
-                    Ok(n as usize)
-                }
-            })?,
+        max_connections: at_least_one(
+            parse_number(
+                raw.max_connections.as_ref(),
+                "Gateway__MaxConnections",
+                10_000,
+            )?,
+            "Gateway__MaxConnections",
+        )? as usize,
+        max_header_count: at_least_one(
+            parse_number(
+                raw.max_header_count.as_ref(),
+                "Gateway__MaxHeaderCount",
+                100,
+            )?,
+            "Gateway__MaxHeaderCount",
+        )? as usize,
+        max_header_bytes: parse_number::<u64>(
+            raw.max_header_bytes.as_ref(),
+            "Gateway__MaxHeaderBytes",
+            64 * 1024,
+        )
+        .and_then(|n| {
+            if n < 8192 {
+                Err(ConfigError::invalid(
+                    "Gateway__MaxHeaderBytes",
+                    "must be at least 8192",
+                ))
+            } else {
+                Ok(n as usize)
+            }
+        })?,
         rules,
     })
 }
@@ -359,11 +469,22 @@ fn non_empty(value: Option<&Scalar>) -> Option<&str> {
 }
 
 fn list(values: &ScalarList) -> Vec<String> {
-    values.0.iter().map(|s| s.as_str().trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    values
+        .0
+        .iter()
+        .map(|s| s.as_str().trim())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn parse_url(text: &str, setting: &str, require_https: bool) -> Result<Url, ConfigError> {
-    let url = Url::parse(text).map_err(|e| ConfigError::invalid(setting, format!("'{}' is not a URL: {e}", redact_url_text(text))))?;
+    let url = Url::parse(text).map_err(|e| {
+        ConfigError::invalid(
+            setting,
+            format!("'{}' is not a URL: {e}", redact_url_text(text)),
+        )
+    })?;
     match url.scheme() {
         "https" => {}
         "http" if !require_https => {}
@@ -376,7 +497,12 @@ fn parse_url(text: &str, setting: &str, require_https: bool) -> Result<Url, Conf
                 ),
             ));
         }
-        other => return Err(ConfigError::invalid(setting, format!("scheme '{other}' is not supported; use http:// or https://"))),
+        other => {
+            return Err(ConfigError::invalid(
+                setting,
+                format!("scheme '{other}' is not supported; use http:// or https://"),
+            ));
+        }
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::invalid(setting, "the URL has no host"));
@@ -400,9 +526,18 @@ pub fn redact(url: &Url) -> String {
     url.to_string()
 }
 
-fn parse_addr(value: Option<&Scalar>, setting: &str, default: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_addr(
+    value: Option<&Scalar>,
+    setting: &str,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
     let text = non_empty(value).unwrap_or(default);
-    text.parse().map_err(|_| ConfigError::invalid(setting, format!("'{text}' is not a socket address such as 0.0.0.0:8080")))
+    text.parse().map_err(|_| {
+        ConfigError::invalid(
+            setting,
+            format!("'{text}' is not a socket address such as 0.0.0.0:8080"),
+        )
+    })
 }
 
 fn parse_bool(value: Option<&Scalar>, setting: &str, default: bool) -> Result<bool, ConfigError> {
@@ -410,22 +545,39 @@ fn parse_bool(value: Option<&Scalar>, setting: &str, default: bool) -> Result<bo
         None => Ok(default),
         Some(t) if t.eq_ignore_ascii_case("true") || t == "1" => Ok(true),
         Some(t) if t.eq_ignore_ascii_case("false") || t == "0" => Ok(false),
-        Some(t) => Err(ConfigError::invalid(setting, format!("'{t}' is not a boolean (true or false)"))),
+        Some(t) => Err(ConfigError::invalid(
+            setting,
+            format!("'{t}' is not a boolean (true or false)"),
+        )),
     }
 }
 
-fn parse_number<T: std::str::FromStr>(value: Option<&Scalar>, setting: &str, default: T) -> Result<T, ConfigError> {
+fn parse_number<T: std::str::FromStr>(
+    value: Option<&Scalar>,
+    setting: &str,
+    default: T,
+) -> Result<T, ConfigError> {
     match non_empty(value) {
         None => Ok(default),
-        Some(t) => t.parse().map_err(|_| ConfigError::invalid(setting, format!("'{t}' is not a non-negative whole number"))),
+        Some(t) => t.parse().map_err(|_| {
+            ConfigError::invalid(setting, format!("'{t}' is not a non-negative whole number"))
+        }),
     }
 }
 
 fn at_least_one(n: u64, setting: &str) -> Result<u64, ConfigError> {
-    if n == 0 { Err(ConfigError::invalid(setting, "must be at least 1")) } else { Ok(n) }
+    if n == 0 {
+        Err(ConfigError::invalid(setting, "must be at least 1"))
+    } else {
+        Ok(n)
+    }
 }
 
-fn parse_duration_setting(value: Option<&Scalar>, setting: &str, default_secs: u64) -> Result<Duration, ConfigError> {
+fn parse_duration_setting(
+    value: Option<&Scalar>,
+    setting: &str,
+    default_secs: u64,
+) -> Result<Duration, ConfigError> {
     match non_empty(value) {
         None => Ok(Duration::from_secs(default_secs)),
         Some(text) => parse_duration(text).map_err(|reason| ConfigError::invalid(setting, reason)),
@@ -433,11 +585,17 @@ fn parse_duration_setting(value: Option<&Scalar>, setting: &str, default_secs: u
 }
 
 fn positive(d: Duration, setting: &str) -> Result<Duration, ConfigError> {
-    if d.is_zero() { Err(ConfigError::invalid(setting, "must be greater than zero")) } else { Ok(d) }
+    if d.is_zero() {
+        Err(ConfigError::invalid(setting, "must be greater than zero"))
+    } else {
+        Ok(d)
+    }
 }
 
 fn parse_cidr(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 impl fmt::Display for Config {
@@ -458,14 +616,38 @@ impl fmt::Display for Config {
             writeln!(f, "{BEARER}ValidAudiences__{i} = {aud}")?;
         }
         writeln!(f, "{BEARER}ClockSkew = {}s", a.clock_skew.as_secs_f64())?;
-        writeln!(f, "{BEARER}RequireHttpsMetadata = {}", a.require_https_metadata)?;
+        writeln!(
+            f,
+            "{BEARER}RequireHttpsMetadata = {}",
+            a.require_https_metadata
+        )?;
         writeln!(f, "{BEARER}RoleClaim = {}", a.role_claim)?;
         writeln!(f, "{BEARER}DefaultRole = {}", a.default_role)?;
-        writeln!(f, "{BEARER}KeyRefetchCooldown = {}s", a.key_refetch_cooldown.as_secs_f64())?;
-        writeln!(f, "{BEARER}KeyRefreshInterval = {}s", a.key_refresh_interval.as_secs_f64())?;
-        writeln!(f, "{BEARER}KeyGracePeriod = {}s", a.key_grace_period.as_secs_f64())?;
-        writeln!(f, "{BEARER}KeyRetryMaxBackoff = {}s", a.key_retry_max_backoff.as_secs_f64())?;
-        writeln!(f, "{BEARER}MaxTokenLifetime = {}s", a.max_token_lifetime.as_secs_f64())?;
+        writeln!(
+            f,
+            "{BEARER}KeyRefetchCooldown = {}s",
+            a.key_refetch_cooldown.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "{BEARER}KeyRefreshInterval = {}s",
+            a.key_refresh_interval.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "{BEARER}KeyGracePeriod = {}s",
+            a.key_grace_period.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "{BEARER}KeyRetryMaxBackoff = {}s",
+            a.key_retry_max_backoff.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "{BEARER}MaxTokenLifetime = {}s",
+            a.max_token_lifetime.as_secs_f64()
+        )?;
         writeln!(f, "{BEARER}MaxTokenLength = {}", a.max_token_length)?;
         writeln!(f, "{BEARER}TokenCacheSize = {}", a.token_cache_size)?;
         for (i, h) in a.allowed_jwks_hosts.iter().enumerate() {
@@ -474,18 +656,42 @@ impl fmt::Display for Config {
         writeln!(f, "Gateway__Listen = {}", g.listen)?;
         writeln!(f, "Gateway__AdminListen = {}", g.admin_listen)?;
         writeln!(f, "Gateway__Upstream = {}", redact(&g.upstream))?;
-        writeln!(f, "Gateway__UpstreamTimeout = {}s", g.upstream_timeout.as_secs_f64())?;
-        writeln!(f, "Gateway__ForwardAuthorization = {}", g.forward_authorization)?;
-        writeln!(f, "Gateway__ShutdownTimeout = {}s", g.shutdown_timeout.as_secs_f64())?;
-        writeln!(f, "Gateway__MaxRequestBodySize = {}", g.max_request_body_size.unwrap_or(0))?;
+        writeln!(
+            f,
+            "Gateway__UpstreamTimeout = {}s",
+            g.upstream_timeout.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "Gateway__ForwardAuthorization = {}",
+            g.forward_authorization
+        )?;
+        writeln!(
+            f,
+            "Gateway__ShutdownTimeout = {}s",
+            g.shutdown_timeout.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "Gateway__MaxRequestBodySize = {}",
+            g.max_request_body_size.unwrap_or(0)
+        )?;
         for (i, p) in g.trusted_proxies.iter().enumerate() {
             writeln!(f, "Gateway__TrustedProxies__{i} = {p}")?;
         }
         if let Some(p) = &g.https_proxy {
             writeln!(f, "Gateway__HttpsProxy = {}", redact(p))?;
         }
-        writeln!(f, "Gateway__HeaderReadTimeout = {}s", g.header_read_timeout.as_secs_f64())?;
-        writeln!(f, "Gateway__BodyIdleTimeout = {}s", g.body_idle_timeout.as_secs_f64())?;
+        writeln!(
+            f,
+            "Gateway__HeaderReadTimeout = {}s",
+            g.header_read_timeout.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "Gateway__BodyIdleTimeout = {}s",
+            g.body_idle_timeout.as_secs_f64()
+        )?;
         writeln!(f, "Gateway__MaxConnections = {}", g.max_connections)?;
         writeln!(f, "Gateway__MaxHeaderCount = {}", g.max_header_count)?;
         writeln!(f, "Gateway__MaxHeaderBytes = {}", g.max_header_bytes)?;

@@ -50,7 +50,11 @@ pub struct DevClient {
 impl DevClient {
     /// A client with a generated id and secret.
     pub fn generate(role: Option<&str>) -> Self {
-        Self { id: format!("0oa{}", random_token(17)), secret: random_token(40), role: role.map(str::to_owned) }
+        Self {
+            id: format!("0oa{}", random_token(17)),
+            secret: random_token(40),
+            role: role.map(str::to_owned),
+        }
     }
 }
 
@@ -90,7 +94,10 @@ impl Default for IssuerOptions {
     fn default() -> Self {
         Self {
             audience: "api://halo".into(),
-            clients: vec![DevClient::generate(Some("Admin")), DevClient::generate(None)],
+            clients: vec![
+                DevClient::generate(Some("Admin")),
+                DevClient::generate(None),
+            ],
             token_lifetime: Duration::from_secs(3600),
             jwks_max_age: None,
             openid_configuration: true,
@@ -106,7 +113,8 @@ struct SigningKey {
 
 impl SigningKey {
     fn generate() -> Result<Self, String> {
-        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| "RSA key generation failed".to_owned())?;
+        let pair = KeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| "RSA key generation failed".to_owned())?;
         let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
         let kid = random_token(22);
         let jwk = json!({
@@ -123,7 +131,12 @@ impl SigningKey {
     fn sign(&self, message: &[u8]) -> Vec<u8> {
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         // Signing with a key we just generated cannot fail.
-        let _ = self.pair.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig);
+        let _ = self.pair.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            message,
+            &mut sig,
+        );
         sig
     }
 }
@@ -151,7 +164,9 @@ pub struct Issuer {
 
 impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issuer").field("issuer", &self.state.issuer).finish_non_exhaustive()
+        f.debug_struct("Issuer")
+            .field("issuer", &self.state.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +188,11 @@ impl Issuer {
             tokens_issued: AtomicU64::new(0),
         });
         let server = tokio::spawn(serve(listener, state.clone()));
-        Ok(Self { state, addr, server: RwLock::new(Some(server)) })
+        Ok(Self {
+            state,
+            addr,
+            server: RwLock::new(Some(server)),
+        })
     }
 
     /// The issuer URL (`iss`, and the gateway's Authority).
@@ -214,7 +233,10 @@ impl Issuer {
 
     /// The current signing key's id.
     pub fn current_kid(&self) -> String {
-        read(&self.state.keys).last().map(|k| k.kid.clone()).unwrap_or_default()
+        read(&self.state.keys)
+            .last()
+            .map(|k| k.kid.clone())
+            .unwrap_or_default()
     }
 
     /// Publishes a new signing key; `retire_old` removes the previous ones from the JWKS.
@@ -260,7 +282,11 @@ impl Issuer {
     /// Signs raw header and payload bytes (tests of duplicate members and odd JSON).
     pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
         let key = read(&self.state.keys).last().cloned();
-        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
         let signature = key.map(|k| k.sign(message.as_bytes())).unwrap_or_default();
         format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
@@ -283,11 +309,13 @@ impl Drop for Issuer {
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn rotate(state: &IssuerState, retire_old: bool) -> String {
@@ -310,19 +338,28 @@ fn rotate(state: &IssuerState, retire_old: bool) -> String {
 
 async fn serve(listener: TcpListener, state: Arc<IssuerState>) {
     let issuer_routes = Router::new()
-        .route("/.well-known/openid-configuration", get(openid_configuration))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/v1/keys", get(keys))
         .route("/v1/token", post(token))
         .route("/dev/rotate-keys", post(rotate_keys));
-    let app = Router::new().nest(ISSUER_PATH, issuer_routes).with_state(state);
+    let app = Router::new()
+        .nest(ISSUER_PATH, issuer_routes)
+        .with_state(state);
     let _ = axum::serve(listener, app).await;
 }
 
 async fn openid_configuration(State(state): State<Arc<IssuerState>>) -> Response {
     if !state.options.openid_configuration {
         state.metadata_fetches.fetch_add(1, Ordering::SeqCst);
-        return (StatusCode::NOT_FOUND, Json(json!({ "errorCode": "E0000007", "errorSummary": "Not found" }))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "errorCode": "E0000007", "errorSummary": "Not found" })),
+        )
+            .into_response();
     }
     metadata(State(state)).await.into_response()
 }
@@ -361,7 +398,11 @@ async fn keys(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Resp
             return (status, "injected failure").into_response();
         }
         JwksFault::Html => {
-            return ([(header::CONTENT_TYPE, "text/html")], "<html><body><h1>Service Unavailable</h1></body></html>").into_response();
+            return (
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body><h1>Service Unavailable</h1></body></html>",
+            )
+                .into_response();
         }
         JwksFault::Oversized(size) => {
             let mut body = String::with_capacity(size);
@@ -380,7 +421,11 @@ async fn keys(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Resp
     let body = jwks_document(&state).to_string();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
     let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]));
-    let mut response = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    let mut response = if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         state.jwks_not_modified.fetch_add(1, Ordering::SeqCst);
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -389,10 +434,11 @@ async fn keys(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Resp
     if let Ok(value) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, value);
     }
-    if let Some(age) = state.options.jwks_max_age {
-        if let Ok(value) = HeaderValue::from_str(&format!("max-age={}, must-revalidate", age.as_secs())) {
-            response.headers_mut().insert(header::CACHE_CONTROL, value);
-        }
+    if let Some(age) = state.options.jwks_max_age
+        && let Ok(value) =
+            HeaderValue::from_str(&format!("max-age={}, must-revalidate", age.as_secs()))
+    {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     response
 }
@@ -406,11 +452,20 @@ struct TokenForm {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut response = (status, Json(json!({ "error": error, "error_description": description }))).into_response();
+    let mut response = (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response();
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"halo-gateway dev issuer\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"halo-gateway dev issuer\""),
+        );
     }
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -422,44 +477,115 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     }
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let unescape = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
     Some((unescape(id)?, unescape(secret)?))
 }
 
-async fn token(State(state): State<Arc<IssuerState>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
-    let credentials = basic_credentials(&headers).or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)));
+async fn token(
+    State(state): State<Arc<IssuerState>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let credentials = basic_credentials(&headers)
+        .or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)));
     let client = credentials.and_then(|(id, secret)| {
-        state.options.clients.iter().find(|c| c.id == id && constant_time_eq(c.secret.as_bytes(), secret.as_bytes())).cloned()
+        state
+            .options
+            .clients
+            .iter()
+            .find(|c| c.id == id && constant_time_eq(c.secret.as_bytes(), secret.as_bytes()))
+            .cloned()
     });
     let Some(client) = client else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed. Either the client or the client credentials are invalid.");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed. Either the client or the client credentials are invalid.",
+        );
     };
     match form.grant_type.as_deref() {
         Some("client_credentials") => {}
         Some(_) => {
-            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "The authorization grant type is not supported by the authorization server. Configured grant types: [client_credentials].");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "The authorization grant type is not supported by the authorization server. Configured grant types: [client_credentials].",
+            );
         }
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The 'grant_type' parameter is required."),
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The 'grant_type' parameter is required.",
+            );
+        }
     }
-    let requested: Vec<&str> = form.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    let requested: Vec<&str> = form
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
     if requested.is_empty() {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "The authorization server resource does not have any configured default scopes, 'scope' must be provided.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "The authorization server resource does not have any configured default scopes, 'scope' must be provided.",
+        );
     }
-    if let Some(bad) = requested.iter().find(|s| ["openid", "profile", "email", "address", "phone", "offline_access"].contains(s)) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("The following scopes are not allowed for the client credentials flow: '{bad}'."));
+    if let Some(bad) = requested.iter().find(|s| {
+        [
+            "openid",
+            "profile",
+            "email",
+            "address",
+            "phone",
+            "offline_access",
+        ]
+        .contains(s)
+    }) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            &format!(
+                "The following scopes are not allowed for the client credentials flow: '{bad}'."
+            ),
+        );
     }
     if let Some(unknown) = requested.iter().find(|s| **s != HALO_SCOPE) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("One or more scopes are not configured for the authorization server resource: '{unknown}'."));
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            &format!(
+                "One or more scopes are not configured for the authorization server resource: '{unknown}'."
+            ),
+        );
     }
     state.tokens_issued.fetch_add(1, Ordering::SeqCst);
     let claims = okta_claims(&state, &client, &requested);
     let key = read(&state.keys).last().cloned();
     let Some(key) = key else {
-        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "no signing key");
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "no signing key",
+        );
     };
     let header = json!({ "kid": key.kid, "alg": "RS256" });
-    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let access_token = format!("{message}.{}", URL_SAFE_NO_PAD.encode(key.sign(message.as_bytes())));
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let access_token = format!(
+        "{message}.{}",
+        URL_SAFE_NO_PAD.encode(key.sign(message.as_bytes()))
+    );
     let mut response = Json(json!({
         "token_type": "Bearer",
         "expires_in": state.options.token_lifetime.as_secs(),
@@ -467,8 +593,12 @@ async fn token(State(state): State<Arc<IssuerState>>, headers: HeaderMap, Form(f
         "scope": requested.join(" "),
     }))
     .into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -478,14 +608,21 @@ struct RotateQuery {
     retire_old: bool,
 }
 
-async fn rotate_keys(State(state): State<Arc<IssuerState>>, Query(query): Query<RotateQuery>) -> Json<Value> {
+async fn rotate_keys(
+    State(state): State<Arc<IssuerState>>,
+    Query(query): Query<RotateQuery>,
+) -> Json<Value> {
     let kid = rotate(&state, query.retire_old);
     let published: Vec<String> = read(&state.keys).iter().map(|k| k.kid.clone()).collect();
-    Json(json!({ "signing_kid": kid, "published_kids": published, "retired_old": query.retire_old }))
+    Json(
+        json!({ "signing_kid": kid, "published_kids": published, "retired_old": query.retire_old }),
+    )
 }
 
 fn okta_claims(state: &IssuerState, client: &DevClient, scopes: &[&str]) -> Value {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut claims = json!({
         "ver": 1,
         "jti": format!("AT.{}", random_token(43)),
@@ -512,5 +649,7 @@ pub fn random_token(len: usize) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..len).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
 }

@@ -44,7 +44,11 @@ pub struct DevOptions {
     #[arg(long, default_value = "api://halo")]
     pub audience: String,
     /// Admin client id (generated when absent).
-    #[arg(long, env = "HALO_DEV_ADMIN_CLIENT_ID", requires = "admin_client_secret")]
+    #[arg(
+        long,
+        env = "HALO_DEV_ADMIN_CLIENT_ID",
+        requires = "admin_client_secret"
+    )]
     pub admin_client_id: Option<String>,
     #[arg(long, env = "HALO_DEV_ADMIN_CLIENT_SECRET", hide_env_values = true)]
     pub admin_client_secret: Option<String>,
@@ -73,8 +77,13 @@ pub struct DevStack {
 /// Why `dev` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
-    #[error("{flag} {addr} is not a loopback address; the embedded issuer and stub are for development only (pass --allow-non-loopback to override)")]
-    NotLoopback { flag: &'static str, addr: SocketAddr },
+    #[error(
+        "{flag} {addr} is not a loopback address; the embedded issuer and stub are for development only (pass --allow-non-loopback to override)"
+    )]
+    NotLoopback {
+        flag: &'static str,
+        addr: SocketAddr,
+    },
     #[error("{flag}: cannot listen on {addr}: {source}")]
     Bind {
         flag: &'static str,
@@ -90,7 +99,11 @@ pub enum DevError {
 
 fn client(id: Option<&String>, secret: Option<&String>, role: Option<&str>) -> DevClient {
     match (id, secret) {
-        (Some(id), Some(secret)) => DevClient { id: id.clone(), secret: secret.clone(), role: role.map(str::to_owned) },
+        (Some(id), Some(secret)) => DevClient {
+            id: id.clone(),
+            secret: secret.clone(),
+            role: role.map(str::to_owned),
+        },
         _ => DevClient::generate(role),
     }
 }
@@ -98,7 +111,10 @@ fn client(id: Option<&String>, secret: Option<&String>, role: Option<&str>) -> D
 impl DevStack {
     pub async fn start(options: &DevOptions) -> Result<Self, DevError> {
         if !options.allow_non_loopback {
-            for (flag, addr) in [("--issuer-listen", options.issuer_listen), ("--upstream-listen", options.upstream_listen)] {
+            for (flag, addr) in [
+                ("--issuer-listen", options.issuer_listen),
+                ("--upstream-listen", options.upstream_listen),
+            ] {
                 if !addr.ip().is_loopback() {
                     return Err(DevError::NotLoopback { flag, addr });
                 }
@@ -110,35 +126,63 @@ impl DevStack {
             let issuer_options = IssuerOptions {
                 audience: options.audience.clone(),
                 clients: vec![
-                    client(options.admin_client_id.as_ref(), options.admin_client_secret.as_ref(), Some("Admin")),
-                    client(options.user_client_id.as_ref(), options.user_client_secret.as_ref(), None),
+                    client(
+                        options.admin_client_id.as_ref(),
+                        options.admin_client_secret.as_ref(),
+                        Some("Admin"),
+                    ),
+                    client(
+                        options.user_client_id.as_ref(),
+                        options.user_client_secret.as_ref(),
+                        None,
+                    ),
                 ],
                 ..IssuerOptions::default()
             };
-            Some(Issuer::start(options.issuer_listen, issuer_options).await.map_err(|source| DevError::Bind {
-                flag: "--issuer-listen",
-                addr: options.issuer_listen,
-                source,
-            })?)
+            Some(
+                Issuer::start(options.issuer_listen, issuer_options)
+                    .await
+                    .map_err(|source| DevError::Bind {
+                        flag: "--issuer-listen",
+                        addr: options.issuer_listen,
+                        source,
+                    })?,
+            )
         };
         let upstream = if options.issuer_only || options.upstream.is_some() {
             None
         } else {
-            Some(StubUpstream::start(options.upstream_listen).await.map_err(|source| DevError::Bind {
-                flag: "--upstream-listen",
-                addr: options.upstream_listen,
-                source,
-            })?)
+            Some(
+                StubUpstream::start(options.upstream_listen)
+                    .await
+                    .map_err(|source| DevError::Bind {
+                        flag: "--upstream-listen",
+                        addr: options.upstream_listen,
+                        source,
+                    })?,
+            )
         };
-        let upstream_url = options.upstream.clone().or_else(|| upstream.as_ref().map(StubUpstream::url)).unwrap_or_default();
+        let upstream_url = options
+            .upstream
+            .clone()
+            .or_else(|| upstream.as_ref().map(StubUpstream::url))
+            .unwrap_or_default();
         let gateway = match (&issuer, options.issuer_only || options.upstream_only) {
             (Some(issuer), false) => {
-                let config = Config::load_with_env(options.config.as_deref(), dev_environment(options, issuer, &upstream_url))?;
+                let config = Config::load_with_env(
+                    options.config.as_deref(),
+                    dev_environment(options, issuer, &upstream_url),
+                )?;
                 Some(crate::server::start(&config).await?)
             }
             _ => None,
         };
-        Ok(Self { issuer, upstream, gateway, upstream_url })
+        Ok(Self {
+            issuer,
+            upstream,
+            gateway,
+            upstream_url,
+        })
     }
 
     /// Stops the gateway gracefully (the issuer and stub stop when dropped).
@@ -157,20 +201,35 @@ impl DevStack {
             out.push_str(&format!("  embedded Okta-like issuer : {}\n", issuer.url()));
         }
         if let Some(upstream) = &self.upstream {
-            out.push_str(&format!("  stub Halo API             : {}\n", upstream.url()));
+            out.push_str(&format!(
+                "  stub Halo API             : {}\n",
+                upstream.url()
+            ));
         } else if !self.upstream_url.is_empty() {
-            out.push_str(&format!("  Halo API                  : {}\n", self.upstream_url));
+            out.push_str(&format!(
+                "  Halo API                  : {}\n",
+                self.upstream_url
+            ));
         }
         if let Some(gateway) = &self.gateway {
-            out.push_str(&format!("  halo-gateway              : http://{}\n", gateway.public_addr));
-            out.push_str(&format!("  admin (healthz/readyz/metrics): http://{}\n", gateway.admin_addr));
+            out.push_str(&format!(
+                "  halo-gateway              : http://{}\n",
+                gateway.public_addr
+            ));
+            out.push_str(&format!(
+                "  admin (healthz/readyz/metrics): http://{}\n",
+                gateway.admin_addr
+            ));
         }
         let Some(issuer) = &self.issuer else {
             return out;
         };
         let admin = &issuer.clients()[0];
         let user = &issuer.clients()[1];
-        let halo = self.gateway.as_ref().map_or_else(|| self.upstream_url.clone(), |g| format!("http://{}", g.public_addr));
+        let halo = self.gateway.as_ref().map_or_else(
+            || self.upstream_url.clone(),
+            |g| format!("http://{}", g.public_addr),
+        );
         out.push_str(&format!(
             r#"
 Clients:  Admin (role claim "Admin")  id {admin_id}  secret {admin_secret}
@@ -228,13 +287,28 @@ Press Ctrl-C to stop.
 fn dev_environment(options: &DevOptions, issuer: &Issuer, upstream_url: &str) -> AspNetEnv {
     AspNetEnv::from_vars([
         ("AuthenticationScheme".to_owned(), "Bearer".to_owned()),
-        ("Authentication__Schemes__Bearer__Authority".to_owned(), issuer.url().to_owned()),
-        ("Authentication__Schemes__Bearer__ValidIssuer".to_owned(), issuer.url().to_owned()),
-        ("Authentication__Schemes__Bearer__ValidAudiences__0".to_owned(), options.audience.clone()),
+        (
+            "Authentication__Schemes__Bearer__Authority".to_owned(),
+            issuer.url().to_owned(),
+        ),
+        (
+            "Authentication__Schemes__Bearer__ValidIssuer".to_owned(),
+            issuer.url().to_owned(),
+        ),
+        (
+            "Authentication__Schemes__Bearer__ValidAudiences__0".to_owned(),
+            options.audience.clone(),
+        ),
         // The embedded issuer speaks plain http on loopback.
-        ("Authentication__Schemes__Bearer__RequireHttpsMetadata".to_owned(), "false".to_owned()),
+        (
+            "Authentication__Schemes__Bearer__RequireHttpsMetadata".to_owned(),
+            "false".to_owned(),
+        ),
         ("Gateway__Upstream".to_owned(), upstream_url.to_owned()),
         ("Gateway__Listen".to_owned(), options.listen.to_string()),
-        ("Gateway__AdminListen".to_owned(), options.admin_listen.to_string()),
+        (
+            "Gateway__AdminListen".to_owned(),
+            options.admin_listen.to_string(),
+        ),
     ])
 }

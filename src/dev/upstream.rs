@@ -55,7 +55,9 @@ pub struct StubUpstream {
 
 impl std::fmt::Debug for StubUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StubUpstream").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("StubUpstream")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +70,11 @@ impl StubUpstream {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, state, server })
+        Ok(Self {
+            addr,
+            state,
+            server,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -81,7 +87,11 @@ impl StubUpstream {
 
     /// Requests received so far (the most recent 256).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// The most recent request.
@@ -108,12 +118,21 @@ impl Drop for StubUpstream {
 
 fn router(state: Arc<StubState>) -> Router {
     Router::new()
-        .route("/api/health", get(|| async { Json(json!({ "status": "Healthy", "stub": true })) }))
+        .route(
+            "/api/health",
+            get(|| async { Json(json!({ "status": "Healthy", "stub": true })) }),
+        )
         .route("/api/v1/policies", get(list_policies))
-        .route("/api/v1/policies/{name}", get(get_policy).put(put_policy).delete(delete_policy))
+        .route(
+            "/api/v1/policies/{name}",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
         .route("/api/v1/rebuild/file", post(rebuild_file))
         .route("/api/v3/cdr-file", post(rebuild_file))
-        .route("/api/v1/license", get(get_license).post(upload_license).delete(delete_license))
+        .route(
+            "/api/v1/license",
+            get(get_license).post(upload_license).delete(delete_license),
+        )
         .route("/api/v1/license-usage", get(license_usage))
         .route("/api/v1/license-usage/active", get(license_usage_active))
         .route("/api/v1/license-usage/{id}", get(license_usage_report))
@@ -131,7 +150,10 @@ fn router(state: Arc<StubState>) -> Router {
 async fn record(State(state): State<Arc<StubState>>, request: Request, next: Next) -> Response {
     let recorded = RecordedRequest {
         method: request.method().to_string(),
-        target: request.uri().path_and_query().map_or_else(|| request.uri().path().to_owned(), ToString::to_string),
+        target: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().path().to_owned(), ToString::to_string),
         headers: request.headers().clone(),
     };
     if let Ok(mut requests) = state.requests.lock() {
@@ -145,7 +167,10 @@ async fn record(State(state): State<Arc<StubState>>, request: Request, next: Nex
 
 fn stub_json(mut value: Value) -> Json<Value> {
     if let Some(map) = value.as_object_mut() {
-        map.insert("stub".into(), json!("halo-gateway stub Halo API; not a real Halo"));
+        map.insert(
+            "stub".into(),
+            json!("halo-gateway stub Halo API; not a real Halo"),
+        );
     }
     Json(value)
 }
@@ -166,7 +191,11 @@ async fn put_policy(Path(name): Path<String>) -> Json<Value> {
 }
 
 async fn delete_policy(Path(name): Path<String>) -> Response {
-    (StatusCode::OK, stub_json(json!({ "name": name, "deleted": true }))).into_response()
+    (
+        StatusCode::OK,
+        stub_json(json!({ "name": name, "deleted": true })),
+    )
+        .into_response()
 }
 
 async fn get_license() -> Json<Value> {
@@ -200,24 +229,50 @@ async fn rebuild_file(headers: HeaderMap, body: Body) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|ct| multer::parse_boundary(ct).ok());
     let Some(boundary) = boundary else {
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, stub_json(json!({ "error": "expected multipart/form-data with a 'file' part" }))).into_response();
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            stub_json(json!({ "error": "expected multipart/form-data with a 'file' part" })),
+        )
+            .into_response();
     };
     let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
     loop {
         match multipart.next_field().await {
             Ok(Some(field)) if field.name() == Some("file") => {
-                let filename = field.file_name().unwrap_or("file").replace(['"', '\\', '\r', '\n'], "_");
-                let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
-                    .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+                let filename = field
+                    .file_name()
+                    .unwrap_or("file")
+                    .replace(['"', '\\', '\r', '\n'], "_");
+                let disposition =
+                    HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+                        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
                 return (
-                    [(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")), (header::CONTENT_DISPOSITION, disposition)],
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/octet-stream"),
+                        ),
+                        (header::CONTENT_DISPOSITION, disposition),
+                    ],
                     Body::from_stream(field),
                 )
                     .into_response();
             }
             Ok(Some(_)) => {}
-            Ok(None) => return (StatusCode::BAD_REQUEST, stub_json(json!({ "error": "the form has no 'file' part" }))).into_response(),
-            Err(e) => return (StatusCode::BAD_REQUEST, stub_json(json!({ "error": e.to_string() }))).into_response(),
+            Ok(None) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    stub_json(json!({ "error": "the form has no 'file' part" })),
+                )
+                    .into_response();
+            }
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    stub_json(json!({ "error": e.to_string() })),
+                )
+                    .into_response();
+            }
         }
     }
 }
@@ -225,7 +280,11 @@ async fn rebuild_file(headers: HeaderMap, body: Body) -> Response {
 async fn echo_headers(headers: HeaderMap) -> Json<Value> {
     let mut map = serde_json::Map::new();
     for name in headers.keys() {
-        let values: Vec<Value> = headers.get_all(name).iter().map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+        let values: Vec<Value> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
         map.insert(name.as_str().to_owned(), Value::Array(values));
     }
     stub_json(json!({ "headers": map }))
@@ -241,10 +300,21 @@ async fn digest(body: Body) -> Response {
                 length += chunk.len() as u64;
                 context.update(&chunk);
             }
-            Err(e) => return (StatusCode::BAD_REQUEST, stub_json(json!({ "error": e.to_string() }))).into_response(),
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    stub_json(json!({ "error": e.to_string() })),
+                )
+                    .into_response();
+            }
         }
     }
-    let hex: String = context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     stub_json(json!({ "bytes": length, "sha256": hex })).into_response()
 }
 
@@ -255,7 +325,9 @@ async fn sink(State(state): State<Arc<StubState>>, body: Body) -> Response {
         match chunk {
             Ok(chunk) => {
                 length += chunk.len() as u64;
-                state.sink_bytes.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                state
+                    .sink_bytes
+                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
             }
             Err(_) => {
                 state.aborted_uploads.fetch_add(1, Ordering::SeqCst);
@@ -278,13 +350,20 @@ async fn slow(Query(query): Query<SlowQuery>) -> Json<Value> {
 
 async fn status(Path(code): Path<u16>) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, stub_json(json!({ "status": code, "error": "stub error body" }))).into_response()
+    (
+        status,
+        stub_json(json!({ "status": code, "error": "stub error body" })),
+    )
+        .into_response()
 }
 
 async fn hop_headers() -> Response {
     let mut response = stub_json(json!({ "hop": true })).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("x-upstream-hop"));
+    h.insert(
+        header::CONNECTION,
+        HeaderValue::from_static("x-upstream-hop"),
+    );
     h.insert("x-upstream-hop", HeaderValue::from_static("secret"));
     h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
     h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
@@ -293,12 +372,18 @@ async fn hop_headers() -> Response {
 }
 
 async fn not_found(request: Request) -> Response {
-    (StatusCode::NOT_FOUND, stub_json(json!({ "error": "no such Halo route", "path": request.uri().path() }))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        stub_json(json!({ "error": "no such Halo route", "path": request.uri().path() })),
+    )
+        .into_response()
 }
 
 /// A raw TCP upstream that answers every request with a fixed byte string (tests of
 /// responses hyper-based stubs cannot produce, such as conflicting framing or a 101).
-pub async fn raw_upstream(response: &'static [u8]) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+pub async fn raw_upstream(
+    response: &'static [u8],
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {

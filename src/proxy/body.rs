@@ -41,7 +41,14 @@ pub struct RequestBody<B> {
 
 impl<B> RequestBody<B> {
     pub fn new(inner: B, limit: Option<u64>, idle: Duration, counter: Arc<AtomicU64>) -> Self {
-        Self { inner, limit, seen: 0, idle, timer: Box::pin(tokio::time::sleep(idle)), counter }
+        Self {
+            inner,
+            limit,
+            seen: 0,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            counter,
+        }
     }
 }
 
@@ -53,7 +60,10 @@ where
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
@@ -66,10 +76,10 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    if let Some(limit) = this.limit {
-                        if this.seen > limit {
-                            return Poll::Ready(Some(Err(BodyError::TooLarge(limit))));
-                        }
+                    if let Some(limit) = this.limit
+                        && this.seen > limit
+                    {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(limit))));
                     }
                 }
                 let deadline = Instant::now() + this.idle;
@@ -97,7 +107,11 @@ pub struct ResponseBody<B, F: FnOnce(u64)> {
 
 impl<B, F: FnOnce(u64)> ResponseBody<B, F> {
     pub fn new(inner: B, on_end: F) -> Self {
-        Self { inner, sent: 0, on_end: Some(on_end) }
+        Self {
+            inner,
+            sent: 0,
+            on_end: Some(on_end),
+        }
     }
 }
 
@@ -117,13 +131,16 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if let Some(Ok(frame)) = &frame {
-            if let Some(data) = frame.data_ref() {
-                this.sent += data.len() as u64;
-            }
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+        {
+            this.sent += data.len() as u64;
         }
         Poll::Ready(frame)
     }

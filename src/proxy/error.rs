@@ -80,7 +80,11 @@ impl ProxyError {
             source = e.source();
         }
         let detail = chain(error);
-        if error.is_connect() { Self::Connect(detail) } else { Self::Reset(detail) }
+        if error.is_connect() {
+            Self::Connect(detail)
+        } else {
+            Self::Reset(detail)
+        }
     }
 }
 
@@ -98,13 +102,22 @@ fn chain(error: &dyn std::error::Error) -> String {
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = Json(json!({ "error": self.code(), "error_description": sanitize(&self.to_string()) }));
+        let body =
+            Json(json!({ "error": self.code(), "error_description": sanitize(&self.to_string()) }));
         let mut response = (status, body).into_response();
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+            response.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
         }
-        if matches!(self, Self::BodyTooLarge(_) | Self::BodyIdle | Self::ClientAborted) {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if matches!(
+            self,
+            Self::BodyTooLarge(_) | Self::BodyIdle | Self::ClientAborted
+        ) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -31,7 +31,11 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
 ];
 
-const METHOD_OVERRIDES: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Forwarding headers a client may only set through a trusted proxy.
 const FORWARDING: &[&str] = &[
@@ -95,10 +99,10 @@ pub fn rewrite_request(headers: &mut HeaderMap, client: ClientInfo, forward_auth
         if !headers.contains_key(X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
-        if !headers.contains_key(X_FORWARDED_HOST) {
-            if let Some(host) = host {
-                headers.insert(X_FORWARDED_HOST, host);
-            }
+        if !headers.contains_key(X_FORWARDED_HOST)
+            && let Some(host) = host
+        {
+            headers.insert(X_FORWARDED_HOST, host);
         }
     } else {
         for name in FORWARDING {
@@ -135,7 +139,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (k, v) in pairs {
-            headers.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
         }
         headers
     }
@@ -153,9 +160,21 @@ mod tests {
             ("x-http-method-override", "DELETE"),
             ("content-type", "application/json"),
         ]);
-        let untrusted = ClientInfo { peer: "10.1.2.3".parse().expect("ip"), trusted: false };
+        let untrusted = ClientInfo {
+            peer: "10.1.2.3".parse().expect("ip"),
+            trusted: false,
+        };
         rewrite_request(&mut h, untrusted, true);
-        for gone in ["connection", "x-secret-hop", "keep-alive", "te", "upgrade", "proxy-authorization", "proxy-connection", "x-http-method-override"] {
+        for gone in [
+            "connection",
+            "x-secret-hop",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-connection",
+            "x-http-method-override",
+        ] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
         assert_eq!(h["content-type"], "application/json");
@@ -163,9 +182,21 @@ mod tests {
 
     #[test]
     fn forwarding_headers_are_replaced_unless_trusted() {
-        let base = [("host", "gw.example"), ("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6"), ("x-forwarded-proto", "https")];
+        let base = [
+            ("host", "gw.example"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ];
         let mut h = map(&base);
-        rewrite_request(&mut h, ClientInfo { peer: "10.1.2.3".parse().expect("ip"), trusted: false }, true);
+        rewrite_request(
+            &mut h,
+            ClientInfo {
+                peer: "10.1.2.3".parse().expect("ip"),
+                trusted: false,
+            },
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "gw.example");
@@ -173,7 +204,14 @@ mod tests {
         assert_eq!(h["via"], "1.1 halo-gateway");
 
         let mut h = map(&base);
-        rewrite_request(&mut h, ClientInfo { peer: "10.1.2.3".parse().expect("ip"), trusted: true }, true);
+        rewrite_request(
+            &mut h,
+            ClientInfo {
+                peer: "10.1.2.3".parse().expect("ip"),
+                trusted: true,
+            },
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

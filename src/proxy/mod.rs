@@ -74,7 +74,9 @@ impl Upstream {
 
     /// The upstream URI for a normalized path and the original query.
     pub fn target(&self, path: &NormalizedPath, query: Option<&str>) -> Result<Uri, ProxyError> {
-        let mut path_and_query = String::with_capacity(self.base_path.len() + path.as_str().len() + query.map_or(0, |q| q.len() + 1));
+        let mut path_and_query = String::with_capacity(
+            self.base_path.len() + path.as_str().len() + query.map_or(0, |q| q.len() + 1),
+        );
         path_and_query.push_str(&self.base_path);
         path_and_query.push_str(path.as_str());
         if let Some(q) = query {
@@ -86,24 +88,31 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
-            .map_err(|e| ProxyError::BadRequest(format!("the request target cannot be forwarded: {e}")))
+            .map_err(|e| {
+                ProxyError::BadRequest(format!("the request target cannot be forwarded: {e}"))
+            })
     }
 
     /// Sends a prepared request (headers already rewritten) and returns Halo's response head
     /// with its body still streaming.
     pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
         *request.version_mut() = Version::HTTP_11;
-        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
+        {
             Err(_) => return Err(ProxyError::Timeout(self.timeout)),
             Ok(Err(e)) => return Err(ProxyError::from_client_error(&e)),
             Ok(Ok(response)) => response,
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return Err(ProxyError::BadResponse("the upstream switched protocols; upgrades are not proxied".into()));
+            return Err(ProxyError::BadResponse(
+                "the upstream switched protocols; upgrades are not proxied".into(),
+            ));
         }
         let h = response.headers();
         if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
-            return Err(ProxyError::BadResponse("the response has both Transfer-Encoding and Content-Length".into()));
+            return Err(ProxyError::BadResponse(
+                "the response has both Transfer-Encoding and Content-Length".into(),
+            ));
         }
         let (mut parts, body) = response.into_parts();
         headers::rewrite_response(&mut parts.headers);

@@ -23,15 +23,26 @@ pub fn loopback() -> SocketAddr {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Gateway variables pointing at `issuer` and `upstream`, plus `extra` (which wins).
 pub fn env_for(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = vec![
-        ("Authentication__Schemes__Bearer__Authority".into(), issuer.into()),
-        ("Authentication__Schemes__Bearer__ValidAudiences__0".into(), AUDIENCE.into()),
-        ("Authentication__Schemes__Bearer__RequireHttpsMetadata".into(), "false".into()),
+        (
+            "Authentication__Schemes__Bearer__Authority".into(),
+            issuer.into(),
+        ),
+        (
+            "Authentication__Schemes__Bearer__ValidAudiences__0".into(),
+            AUDIENCE.into(),
+        ),
+        (
+            "Authentication__Schemes__Bearer__RequireHttpsMetadata".into(),
+            "false".into(),
+        ),
         ("Gateway__Upstream".into(), upstream.into()),
         ("Gateway__Listen".into(), "127.0.0.1:0".into()),
         ("Gateway__AdminListen".into(), "127.0.0.1:0".into()),
@@ -44,7 +55,8 @@ pub fn env_for(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Vec<(Str
 }
 
 pub fn config_for(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Config {
-    Config::load_with_env(None, AspNetEnv::from_vars(env_for(issuer, upstream, extra))).expect("valid test configuration")
+    Config::load_with_env(None, AspNetEnv::from_vars(env_for(issuer, upstream, extra)))
+        .expect("valid test configuration")
 }
 
 /// Issuer + stub + gateway.
@@ -65,11 +77,18 @@ impl TestEnv {
     }
 
     pub async fn start_with(options: IssuerOptions, extra: &[(&str, &str)]) -> Self {
-        let issuer = Issuer::start(loopback(), options).await.expect("issuer starts");
+        let issuer = Issuer::start(loopback(), options)
+            .await
+            .expect("issuer starts");
         let upstream = StubUpstream::start(loopback()).await.expect("stub starts");
         let config = config_for(issuer.url(), &upstream.url(), extra);
         let gateway = halo_gateway::start(&config).await.expect("gateway starts");
-        Self { issuer, upstream, gateway, http: client() }
+        Self {
+            issuer,
+            upstream,
+            gateway,
+            http: client(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -114,12 +133,23 @@ impl TestEnv {
 
     /// Sends a request with a raw, unnormalized target (reqwest would normalize it).
     pub async fn raw(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> RawResponse {
-        raw_request(self.gateway.public_addr, method, target, headers, Bytes::new()).await
+        raw_request(
+            self.gateway.public_addr,
+            method,
+            target,
+            headers,
+            Bytes::new(),
+        )
+        .await
     }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().pool_idle_timeout(std::time::Duration::from_secs(5)).build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("client")
 }
 
 #[derive(Debug)]
@@ -136,9 +166,17 @@ impl RawResponse {
 }
 
 /// One HTTP/1.1 request over a fresh connection, target sent exactly as given.
-pub async fn raw_request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: Bytes) -> RawResponse {
+pub async fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> RawResponse {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(connection);
     let mut builder = Request::builder().method(method).uri(target);
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
@@ -150,15 +188,26 @@ pub async fn raw_request(addr: SocketAddr, method: &str, target: &str, headers: 
     let request = builder.body(Full::new(body)).expect("request");
     let response = sender.send_request(request).await.expect("response");
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    RawResponse { status: parts.status.as_u16(), headers: parts.headers, body }
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    RawResponse {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// Waits until `condition` holds (polling), failing after `limit`.
 pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {limit:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
