@@ -10,7 +10,10 @@ fn main() {
             .and_then(|o| String::from_utf8(o.stdout).ok())
             .map(|s| s.trim().to_owned())
     });
-    println!("cargo:rustc-env=HALO_GATEWAY_GIT_SHA={}", sha.unwrap_or_else(|| "unknown".into()));
+    println!(
+        "cargo:rustc-env=HALO_GATEWAY_GIT_SHA={}",
+        sha.unwrap_or_else(|| "unknown".into())
+    );
     println!("cargo:rerun-if-env-changed=HALO_GATEWAY_GIT_SHA");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");

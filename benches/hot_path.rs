@@ -46,7 +46,10 @@ const FRESH_POOL: usize = 256;
 /// Polls a future once with a no-op waker; falls back to the runtime if it would wait.
 fn run_now<F: Future>(rt: &tokio::runtime::Runtime, future: F) -> F::Output {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(value) => value,
         Poll::Pending => rt.block_on(future),
     }
@@ -67,9 +70,18 @@ fn validator(rt: &tokio::runtime::Runtime, issuer_url: &str, cache_size: u64) ->
     let env = AspNetEnv::from_vars(
         [
             ("Authentication__Schemes__Bearer__Authority", issuer_url),
-            ("Authentication__Schemes__Bearer__ValidAudiences__0", "api://halo"),
-            ("Authentication__Schemes__Bearer__RequireHttpsMetadata", "false"),
-            ("Authentication__Schemes__Bearer__TokenCacheSize", &cache_size.to_string()),
+            (
+                "Authentication__Schemes__Bearer__ValidAudiences__0",
+                "api://halo",
+            ),
+            (
+                "Authentication__Schemes__Bearer__RequireHttpsMetadata",
+                "false",
+            ),
+            (
+                "Authentication__Schemes__Bearer__TokenCacheSize",
+                &cache_size.to_string(),
+            ),
             ("Gateway__Upstream", "http://127.0.0.1:9"),
         ]
         .into_iter()
@@ -85,8 +97,17 @@ fn validator(rt: &tokio::runtime::Runtime, issuer_url: &str, cache_size: u64) ->
 }
 
 fn fixture() -> Fixture {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-    let issuer = rt.block_on(Issuer::start("127.0.0.1:0".parse().expect("addr"), IssuerOptions::default())).expect("issuer");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let issuer = rt
+        .block_on(Issuer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            IssuerOptions::default(),
+        ))
+        .expect("issuer");
     let url = issuer.url().to_owned();
     let cached = validator(&rt, &url, 10_000);
     let uncached = validator(&rt, &url, 0);
@@ -94,11 +115,29 @@ fn fixture() -> Fixture {
     let token = issuer.token_for(&client);
     let fresh_tokens = (0..FRESH_POOL).map(|_| issuer.token_for(&client)).collect();
     let jwks: serde_json::Value = rt.block_on(async {
-        reqwest::get(format!("{url}/v1/keys")).await.expect("jwks").json().await.expect("jwks json")
+        reqwest::get(format!("{url}/v1/keys"))
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("jwks json")
     });
     let key = &jwks["keys"][0];
-    let b64 = |name: &str| URL_SAFE_NO_PAD.decode(key[name].as_str().expect("jwk member")).expect("base64url");
-    Fixture { n: b64("n"), e: b64("e"), rt, _issuer: issuer, cached, uncached, token, fresh_tokens }
+    let b64 = |name: &str| {
+        URL_SAFE_NO_PAD
+            .decode(key[name].as_str().expect("jwk member"))
+            .expect("base64url")
+    };
+    Fixture {
+        n: b64("n"),
+        e: b64("e"),
+        rt,
+        _issuer: issuer,
+        cached,
+        uncached,
+        token,
+        fresh_tokens,
+    }
 }
 
 fn bench_validation(c: &mut Criterion) {
@@ -110,7 +149,9 @@ fn bench_validation(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group("validate");
-    group.bench_function("cached_hit", |b| b.iter(|| run_now(&f.rt, f.cached.validate(black_box(&f.token))).is_ok()));
+    group.bench_function("cached_hit", |b| {
+        b.iter(|| run_now(&f.rt, f.cached.validate(black_box(&f.token))).is_ok())
+    });
     group.measurement_time(Duration::from_secs(8));
     let mut i = 0usize;
     group.bench_function("fresh_rs256", |b| {
@@ -123,18 +164,35 @@ fn bench_validation(c: &mut Criterion) {
 
     let (message, sig_b64) = f.token.rsplit_once('.').expect("jws");
     let signature = URL_SAFE_NO_PAD.decode(sig_b64).expect("signature");
-    let components = aws_lc_rs::signature::RsaPublicKeyComponents { n: f.n.as_slice(), e: f.e.as_slice() };
+    let components = aws_lc_rs::signature::RsaPublicKeyComponents {
+        n: f.n.as_slice(),
+        e: f.e.as_slice(),
+    };
     let params = &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256;
-    components.verify(params, message.as_bytes(), &signature).expect("raw verify");
+    components
+        .verify(params, message.as_bytes(), &signature)
+        .expect("raw verify");
     let parsed = components.to_parsed_public_key(params).expect("parse key");
     let mut group = c.benchmark_group("rsa_baseline");
     group.measurement_time(Duration::from_secs(8));
     group.bench_function("components_verify", |b| {
-        b.iter(|| components.verify(params, black_box(message.as_bytes()), black_box(&signature)).is_ok())
+        b.iter(|| {
+            components
+                .verify(params, black_box(message.as_bytes()), black_box(&signature))
+                .is_ok()
+        })
     });
-    group.bench_function("parsed_verify", |b| b.iter(|| parsed.verify_sig(black_box(message.as_bytes()), black_box(&signature)).is_ok()));
+    group.bench_function("parsed_verify", |b| {
+        b.iter(|| {
+            parsed
+                .verify_sig(black_box(message.as_bytes()), black_box(&signature))
+                .is_ok()
+        })
+    });
     group.bench_function("sha256_token", |b| {
-        b.iter(|| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, black_box(f.token.as_bytes())))
+        b.iter(|| {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, black_box(f.token.as_bytes()))
+        })
     });
     group.finish();
 }
@@ -145,11 +203,24 @@ fn bench_policy(c: &mut Criterion) {
     for (name, method, raw) in [
         ("policies_get", Method::GET, "/api/v1/policies"),
         ("license_post", Method::POST, "/api/v1/license"),
-        ("dotted_escaped", Method::GET, "/api//v1/./x/../policies/%64efault"),
+        (
+            "dotted_escaped",
+            Method::GET,
+            "/api//v1/./x/../policies/%64efault",
+        ),
     ] {
-        group.bench_function(format!("normalize_{name}"), |b| b.iter(|| NormalizedPath::parse(black_box(raw)).is_ok()));
+        group.bench_function(format!("normalize_{name}"), |b| {
+            b.iter(|| NormalizedPath::parse(black_box(raw)).is_ok())
+        });
         let path = NormalizedPath::parse(raw).expect("path");
-        group.bench_function(format!("route_{name}"), |b| b.iter(|| policy.route(black_box(&method), black_box(&path)).name.len()));
+        group.bench_function(format!("route_{name}"), |b| {
+            b.iter(|| {
+                policy
+                    .route(black_box(&method), black_box(&path))
+                    .name
+                    .len()
+            })
+        });
         group.bench_function(format!("normalize_and_route_{name}"), |b| {
             b.iter(|| {
                 let path = NormalizedPath::parse(black_box(raw)).expect("path");
@@ -166,7 +237,10 @@ fn bench_headers(c: &mut Criterion) {
         ("host", "gateway.example:8080"),
         ("user-agent", "curl/8.5.0"),
         ("accept", "*/*"),
-        ("authorization", "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln"),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln",
+        ),
         ("x-request-id", "7b1e6a8e-3f0c-4d5e-9d0a-1c2b3d4e5f60"),
         ("x-forwarded-for", "203.0.113.7"),
         ("connection", "keep-alive"),
@@ -174,9 +248,14 @@ fn bench_headers(c: &mut Criterion) {
     ] {
         template.append(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
-    let client = ClientInfo { peer: IpAddr::from([127, 0, 0, 1]), trusted: false };
+    let client = ClientInfo {
+        peer: IpAddr::from([127, 0, 0, 1]),
+        trusted: false,
+    };
     let mut group = c.benchmark_group("headers");
-    group.bench_function("clone_only", |b| b.iter(|| black_box(template.clone()).len()));
+    group.bench_function("clone_only", |b| {
+        b.iter(|| black_box(template.clone()).len())
+    });
     group.bench_function("rewrite_request", |b| {
         b.iter(|| {
             let mut headers = template.clone();

@@ -1,5 +1,8 @@
 //! Configuration loading, with figment::Jail so the process environment is never mutated.
 
+// figment::Jail closures return figment::Error, which is large; fine in tests.
+#![allow(clippy::result_large_err)]
+
 use std::time::Duration;
 
 use figment::Jail;
