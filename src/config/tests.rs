@@ -11,6 +11,9 @@ use super::{Config, ConfigError};
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
 
+/// Sets the environment of one case.
+type Setup = Box<dyn FnOnce(&mut Jail)>;
+
 fn minimal(jail: &mut Jail) {
     jail.set_env(
         format!("{BEARER}Authority"),
@@ -122,7 +125,7 @@ fn environment_names_match_case_insensitively_and_override_the_file() {
 
 #[test]
 fn every_mistake_names_its_setting() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Jail)>, &str)> = vec![
+    let cases: Vec<(Setup, &str)> = vec![
         (
             Box::new(|j: &mut Jail| {
                 minimal(j);
