@@ -27,4 +27,18 @@ pub enum Command {
     CheckConfig,
     /// Run an embedded Okta-like issuer, a stub Halo API and the gateway on loopback.
     Dev(Box<DevOptions>),
+    /// Explain why the gateway would accept or refuse a token (exit 0 only if accepted).
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The access token; `-` or absent reads it from standard input.
+    pub token: Option<String>,
+    /// Also evaluate the route policy for this request, e.g. `--route POST /api/v1/license`.
+    #[arg(long, num_args = 2, value_names = ["METHOD", "PATH"])]
+    pub route: Option<Vec<String>>,
+    /// Print the token's header and claims (never its signature).
+    #[arg(long)]
+    pub show_claims: bool,
 }

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod explain;
 pub mod handler;
 pub mod health;
 pub mod metrics;

@@ -1,11 +1,12 @@
 //! Thin entry point: parse the CLI, load and validate configuration before binding anything,
 //! start logging, run. Exit codes: 0 ok, 1 runtime failure (issuer/ports), 2 configuration.
 
+use std::io::Read as _;
 use std::process::ExitCode;
 
 use clap::Parser;
 use halo_gateway::auth::jwks::{Fetcher, JwksResponse};
-use halo_gateway::cli::{Cli, Command};
+use halo_gateway::cli::{Cli, Command, ExplainArgs};
 use halo_gateway::config::Config;
 use halo_gateway::dev::DevStack;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(cli.config).await,
             Command::CheckConfig => check_config(cli.config).await,
             Command::Dev(options) => dev(*options).await,
+            Command::Explain(args) => explain(cli.config, args).await,
         }
     })
 }
@@ -115,4 +117,48 @@ async fn dev(options: halo_gateway::dev::DevOptions) -> ExitCode {
     println!("stopping");
     stack.shutdown().await;
     ExitCode::SUCCESS
+}
+
+async fn explain(file: Option<std::path::PathBuf>, args: ExplainArgs) -> ExitCode {
+    let config = match load(file.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let token = match args.token.filter(|t| t != "-") {
+        Some(token) => token,
+        None => {
+            let mut text = String::new();
+            if std::io::Read::read_to_string(&mut std::io::stdin().take(1 << 20), &mut text)
+                .is_err()
+            {
+                eprintln!("error: cannot read the token from standard input");
+                return ExitCode::from(2);
+            }
+            text
+        }
+    };
+    let route = match args.route.as_deref() {
+        Some([method, path]) => {
+            match http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
+                Ok(method) => Some((method, path.clone())),
+                Err(_) => {
+                    eprintln!("error: --route: '{method}' is not an HTTP method");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    let request = halo_gateway::explain::ExplainRequest {
+        token,
+        route,
+        show_claims: args.show_claims,
+    };
+    let explanation = halo_gateway::explain::explain(&config, &request).await;
+    print!("{}", explanation.report);
+    if explanation.accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod dev_walkthrough;
 mod key_cache;
+mod observability;
 mod proxying;
 mod responses;
 mod route_policy;

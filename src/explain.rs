@@ -1,0 +1,385 @@
+//! `halo-gateway explain`: why would the gateway accept or refuse this token?
+//!
+//! Each check is printed with pass/fail and, on failure, the fix from Halo's troubleshooting
+//! guide. The verdict (and the exit code) comes from the gateway's own [`Validator`] and route
+//! [`Policy`], so it cannot drift from what `serve` does. The signature is never printed;
+//! claims only with `--show-claims`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use http::Method;
+use serde_json::{Map, Value};
+
+use crate::auth::error::{AuthError, DenyReason, sanitize};
+use crate::auth::jwks::Fetcher;
+use crate::auth::keys::{KeyLookup, KeyStore};
+use crate::auth::path::NormalizedPath;
+use crate::auth::policy::{Policy, RequiredRole};
+use crate::auth::validate::{Validator, decode, unix_now};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// What to explain.
+#[derive(Debug, Clone)]
+pub struct ExplainRequest {
+    pub token: String,
+    /// Also evaluate the route policy for `METHOD PATH`.
+    pub route: Option<(Method, String)>,
+    pub show_claims: bool,
+}
+
+/// The report and whether the gateway would accept the token.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub report: String,
+    pub accepted: bool,
+}
+
+struct Report {
+    text: String,
+}
+
+impl Report {
+    fn pass(&mut self, check: &str, detail: &str) {
+        let _ = writeln!(self.text, "  [pass] {check}: {detail}");
+    }
+
+    fn fail(&mut self, check: &str, detail: &str, fix: &str) {
+        let _ = writeln!(self.text, "  [FAIL] {check}: {detail}");
+        let _ = writeln!(self.text, "         fix: {fix}");
+    }
+}
+
+/// The fix Halo's troubleshooting guide gives for each kind of refusal.
+pub fn fix_for(reason: DenyReason, config: &Config) -> String {
+    match reason {
+        DenyReason::Expired => "the token has expired: request a new token from the authorization server".into(),
+        DenyReason::NotYetValid | DenyReason::IssuedInFuture => {
+            "the token is from the future: check the clock of this host and of the issuer (ClockSkew allows small drift)".into()
+        }
+        DenyReason::WrongAudience => format!(
+            "the token's aud must be one of ValidAudiences ({}); set the audience of the Okta authorization server or add it with Authentication__Schemes__Bearer__ValidAudiences__N",
+            config.auth.valid_audiences.join(", ")
+        ),
+        DenyReason::WrongIssuer => format!(
+            "the token's iss must equal ValidIssuer '{}' exactly (watch for a trailing slash, and for /oauth2/default vs the org server)",
+            config.auth.valid_issuers[0]
+        ),
+        DenyReason::UnknownKid => {
+            "the signing key is not in the issuer's JWKS: the token was probably issued by another authorization server (check Authority), or the key was rotated out".into()
+        }
+        DenyReason::DisallowedType => {
+            "this is an Okta org authorization server token (typ application/okta-internal-at+jwt): request tokens from the custom authorization server (https://<org>.okta.com/oauth2/<id>/v1/token)".into()
+        }
+        DenyReason::SenderConstrained => {
+            "the token is DPoP-bound (cnf claim): turn off 'Require Demonstrating Proof of Possession (DPoP)' on the Okta API Services app".into()
+        }
+        DenyReason::RoleMissing => format!(
+            "license-management writes need the role claim '{}' with value Admin: add the claim to the Okta authorization server for this client",
+            config.auth.role_claim
+        ),
+        DenyReason::BadSignature => "the signature does not match the issuer's key: the token was altered or signed by another issuer".into(),
+        DenyReason::DisallowedAlg => "only asymmetric algorithms (RS256/384/512, PS256/384/512, ES256/384, EdDSA) matching the key are accepted".into(),
+        DenyReason::LifetimeTooLong => "the token lives longer than MaxTokenLifetime: shorten the access token lifetime on the authorization server".into(),
+        DenyReason::KeysUnavailable => "the issuer's keys could not be fetched: check Authority/MetadataAddress and network access to the issuer".into(),
+        DenyReason::TokenTooLong => "the token exceeds MaxTokenLength: it is not an Okta access token".into(),
+        DenyReason::MissingClaim | DenyReason::Malformed | DenyReason::DisallowedHeader => {
+            "this is not an access token from an Okta custom authorization server: request one with the client-credentials grant and scope halo.api".into()
+        }
+        DenyReason::MissingToken | DenyReason::InvalidRequest => "send the token in the Authorization: Bearer header".into(),
+    }
+}
+
+/// Runs the checks against the configured issuer.
+pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
+    let mut report = Report {
+        text: String::new(),
+    };
+    let _ = writeln!(
+        report.text,
+        "halo-gateway explain: issuer {} audiences {}",
+        config.auth.valid_issuers[0],
+        config.auth.valid_audiences.join(", ")
+    );
+    let metrics = Arc::new(Metrics::new());
+    let fetcher = match Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref()) {
+        Ok(fetcher) => fetcher,
+        Err(e) => {
+            report.fail("issuer client", &e, "check Gateway__HttpsProxy");
+            return Explanation {
+                report: report.text,
+                accepted: false,
+            };
+        }
+    };
+    let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
+    match keys.refresh().await.result {
+        Ok(()) => {
+            let status = keys.status();
+            let ids: Vec<&str> = status.key_ids.iter().map(|k| &**k).collect();
+            let uri = status
+                .jwks_uri
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            report.pass(
+                "issuer keys",
+                &format!("{} key(s) from {uri}: {}", ids.len(), ids.join(", ")),
+            );
+        }
+        Err(e) => report.fail(
+            "issuer keys",
+            &e.to_string(),
+            &fix_for(DenyReason::KeysUnavailable, config),
+        ),
+    }
+    let validator = Validator::new(&config.auth, keys.clone(), metrics);
+    let token = request.token.trim();
+    let now = unix_now();
+
+    match decode(token) {
+        Err(e) => report.fail(
+            "token structure",
+            &e.description,
+            &fix_for(e.reason, config),
+        ),
+        Ok(decoded) => {
+            report.pass(
+                "token structure",
+                "a JWS with a JSON header and claims (signature not shown)",
+            );
+            if request.show_claims {
+                let _ = writeln!(
+                    report.text,
+                    "  header: {}",
+                    Value::Object(decoded.header.clone())
+                );
+                let _ = writeln!(
+                    report.text,
+                    "  claims: {}",
+                    Value::Object(decoded.claims.clone())
+                );
+            }
+            explain_decoded(
+                &mut report,
+                config,
+                &validator,
+                &keys,
+                &decoded.header,
+                &decoded.claims,
+                decoded.message,
+                decoded.signature,
+                now,
+            )
+            .await;
+        }
+    }
+
+    // The verdict: exactly the gateway's decision.
+    let verdict: Result<(), AuthError> = async {
+        let verified = validator.validate(token).await?;
+        if let Some((method, path)) = &request.route {
+            let path = NormalizedPath::parse(path)
+                .map_err(|e| AuthError::new(DenyReason::InvalidRequest, e.to_string()))?;
+            let policy = Policy::new(config.gateway.rules.clone());
+            let rule = policy.route(method, &path);
+            if let RequiredRole::Role(role) = &rule.required {
+                if !verified.has_role(role) {
+                    return Err(AuthError::role_missing(role));
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let accepted = match &verdict {
+        Ok(()) => {
+            let _ = writeln!(report.text, "verdict: ACCEPTED");
+            true
+        }
+        Err(e) => {
+            let _ = writeln!(
+                report.text,
+                "verdict: REJECTED with {} {}: {}",
+                e.status().as_u16(),
+                e.code(),
+                e.description
+            );
+            let _ = writeln!(report.text, "fix: {}", fix_for(e.reason, config));
+            false
+        }
+    };
+    Explanation {
+        report: report.text,
+        accepted,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn explain_decoded(
+    report: &mut Report,
+    config: &Config,
+    validator: &Validator,
+    keys: &KeyStore,
+    header: &Map<String, Value>,
+    claims: &Map<String, Value>,
+    message: &str,
+    signature: &str,
+    now: f64,
+) {
+    let (alg, kid) = match validator.check_header(header) {
+        Ok(found) => found,
+        Err(e) => {
+            report.fail("header", &e.description, &fix_for(e.reason, config));
+            return;
+        }
+    };
+    report.pass(
+        "header",
+        &format!(
+            "alg {alg:?}, kid '{}', typ {}",
+            sanitize(&kid),
+            header
+                .get("typ")
+                .map_or("absent".into(), ToString::to_string)
+        ),
+    );
+    match keys.lookup(&kid).await {
+        KeyLookup::Found(key) => {
+            report.pass(
+                "signing key",
+                &format!("kid '{}' is in the issuer's key set", sanitize(&kid)),
+            );
+            let valid = key.accepts(alg)
+                && jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg)
+                    .unwrap_or(false);
+            if valid {
+                report.pass("signature", "verifies with the issuer's key");
+            } else {
+                report.fail(
+                    "signature",
+                    "does not verify with the issuer's key",
+                    &fix_for(DenyReason::BadSignature, config),
+                );
+            }
+        }
+        KeyLookup::Unknown => report.fail(
+            "signing key",
+            &format!("kid '{}' is not in the issuer's key set", sanitize(&kid)),
+            &fix_for(DenyReason::UnknownKid, config),
+        ),
+        KeyLookup::Unavailable => report.fail(
+            "signing key",
+            "the issuer's keys are unavailable",
+            &fix_for(DenyReason::KeysUnavailable, config),
+        ),
+    }
+    let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+    match string("iss") {
+        Some(iss) if config.auth.valid_issuers.contains(&iss) => {
+            report.pass("issuer", &format!("iss '{}' is accepted", sanitize(&iss)))
+        }
+        Some(iss) => {
+            let hint = if iss.trim_end_matches('/')
+                == config.auth.valid_issuers[0].trim_end_matches('/')
+            {
+                " (differs only by a trailing slash)"
+            } else {
+                ""
+            };
+            report.fail(
+                "issuer",
+                &format!(
+                    "iss '{}' vs ValidIssuer '{}'{hint}",
+                    sanitize(&iss),
+                    config.auth.valid_issuers[0]
+                ),
+                &fix_for(DenyReason::WrongIssuer, config),
+            );
+        }
+        None => report.fail(
+            "issuer",
+            "no iss string claim",
+            &fix_for(DenyReason::MissingClaim, config),
+        ),
+    }
+    let audiences: Vec<String> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if audiences
+        .iter()
+        .any(|a| config.auth.valid_audiences.contains(a))
+    {
+        report.pass(
+            "audience",
+            &format!("aud {audiences:?} includes an accepted audience"),
+        );
+    } else {
+        report.fail(
+            "audience",
+            &sanitize(&format!(
+                "aud {audiences:?} vs ValidAudiences {:?}",
+                config.auth.valid_audiences
+            )),
+            &fix_for(DenyReason::WrongAudience, config),
+        );
+    }
+    let skew = config.auth.clock_skew.as_secs_f64();
+    match claims.get("exp").and_then(Value::as_f64) {
+        Some(exp) if now > exp + skew => report.fail(
+            "expiry",
+            &format!("expired {:.0} s ago", now - exp),
+            &fix_for(DenyReason::Expired, config),
+        ),
+        Some(exp) => report.pass("expiry", &format!("expires in {:.0} s", exp - now)),
+        None => report.fail(
+            "expiry",
+            "no numeric exp claim",
+            &fix_for(DenyReason::MissingClaim, config),
+        ),
+    }
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64) {
+        if nbf > now + skew {
+            report.fail(
+                "not before",
+                &format!("valid only in {:.0} s", nbf - now),
+                &fix_for(DenyReason::NotYetValid, config),
+            );
+        } else {
+            report.pass("not before", "already valid");
+        }
+    }
+    if claims.contains_key("cnf") {
+        report.fail(
+            "sender constraint",
+            "the token carries a cnf claim (DPoP-bound)",
+            &fix_for(DenyReason::SenderConstrained, config),
+        );
+    } else {
+        report.pass("sender constraint", "plain bearer token (no cnf)");
+    }
+    let roles: Vec<String> = match claims.get(&config.auth.role_claim) {
+        None => vec![format!(
+            "{} (default, no '{}' claim)",
+            config.auth.default_role, config.auth.role_claim
+        )],
+        Some(Value::String(r)) => vec![r.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
+        Some(other) => vec![format!("invalid: {other}")],
+    };
+    let _ = writeln!(
+        report.text,
+        "  [info] role(s): {}",
+        sanitize(&roles.join(", "))
+    );
+}

@@ -1,0 +1,456 @@
+//! Metrics, access logs, request ids, and `halo-gateway explain`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use halo_gateway::dev::issuer::{Issuer, IssuerOptions};
+use halo_gateway::dev::upstream::StubUpstream;
+use serde_json::json;
+use tokio::process::Command;
+
+use crate::support::{TestEnv, client, env_for, loopback, now};
+
+/// Reads one sample `name{labels} value` from a text exposition.
+fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        (series == name_and_labels)
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_a_scripted_mix_of_requests() {
+    let env = TestEnv::start().await;
+    let user = env.token(None);
+    let mut expired = env.claims();
+    expired["exp"] = json!(now() - 3600);
+    expired["iat"] = json!(now() - 7200);
+    let expired = env.issuer.sign(&expired);
+    assert_eq!(env.get("/api/v1/policies", Some(&user)).await.status(), 200);
+    assert_eq!(env.get("/api/v1/policies", Some(&user)).await.status(), 200);
+    assert_eq!(env.get("/api/v1/policies", None).await.status(), 401);
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&expired)).await.status(),
+        401
+    );
+    assert_eq!(
+        env.http
+            .post(env.url("/api/v1/license"))
+            .bearer_auth(&user)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        403
+    );
+    assert_eq!(env.get("/api/health", None).await.status(), 200);
+    assert_eq!(env.get("/whatever", Some(&user)).await.status(), 404);
+
+    let text = env
+        .http
+        .get(env.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let count = |series: &str| {
+        sample(&text, series).unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+    };
+    assert_eq!(
+        count(r#"halo_gateway_requests_total{method="GET",route="policies",status="200"}"#),
+        2.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_requests_total{method="GET",route="policies",status="401"}"#),
+        2.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_requests_total{method="POST",route="license_write",status="403"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_requests_total{method="GET",route="health",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_requests_total{method="GET",route="other",status="404"}"#),
+        1.0,
+        "raw paths never become labels"
+    );
+    assert_eq!(
+        count(r#"halo_gateway_auth_decisions_total{decision="allow",reason="valid_token"}"#),
+        3.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_auth_decisions_total{decision="allow",reason="anonymous"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_auth_decisions_total{decision="deny",reason="missing_token"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_auth_decisions_total{decision="deny",reason="expired"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_auth_decisions_total{decision="deny",reason="admin_role_missing"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_jwks_fetches_total{result="success"}"#),
+        1.0
+    );
+    assert_eq!(count("halo_gateway_jwks_keys"), 1.0);
+    assert!(count("halo_gateway_jwks_age_seconds") >= 0.0);
+    assert_eq!(
+        count("halo_gateway_signature_verifications_total"),
+        2.0,
+        "user token once, expired token once"
+    );
+    assert!(count("halo_gateway_token_cache_hits_total") >= 2.0);
+    assert_eq!(count("halo_gateway_inflight_requests"), 0.0);
+    assert!(
+        count(r#"halo_gateway_request_duration_seconds_count{method="GET",route="policies"}"#)
+            >= 4.0
+    );
+    assert_eq!(
+        count(r#"halo_gateway_upstream_duration_seconds_count{method="GET",route="policies"}"#),
+        2.0
+    );
+    assert!(count("halo_gateway_response_bytes_total") > 0.0);
+    assert!(
+        text.contains(r#"halo_gateway_build_info{version=""#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_errors_are_counted_by_kind() {
+    let env = TestEnv::with_settings(&[("Gateway__UpstreamTimeout", "1")]).await;
+    assert_eq!(
+        env.get("/stub/slow?ms=2500", Some(&env.token(None)))
+            .await
+            .status(),
+        504
+    );
+    let text = env
+        .http
+        .get(env.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        sample(
+            &text,
+            r#"halo_gateway_upstream_errors_total{kind="timeout"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_made_kept_forwarded_and_bounded() {
+    let env = TestEnv::start().await;
+    let token = env.token(None);
+    let made = env.get("/api/v1/policies", Some(&token)).await;
+    let id = made.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(id.len(), 36, "a UUID is made: {id}");
+    assert_eq!(
+        env.upstream.last_request().expect("forwarded").headers["x-request-id"],
+        id.as_str()
+    );
+
+    let auth = format!("Bearer {token}");
+    let kept = env
+        .raw(
+            "GET",
+            "/api/v1/policies",
+            &[("authorization", &auth), ("x-request-id", "client-id-42")],
+        )
+        .await;
+    assert_eq!(kept.headers["x-request-id"], "client-id-42");
+    let long = "x".repeat(200);
+    let replaced = env
+        .raw(
+            "GET",
+            "/api/v1/policies",
+            &[("authorization", &auth), ("x-request-id", &long)],
+        )
+        .await;
+    assert_ne!(
+        replaced.headers["x-request-id"],
+        long.as_str(),
+        "over-long ids are replaced"
+    );
+    assert_eq!(
+        env.upstream.last_request().expect("forwarded").headers["x-request-id"],
+        replaced.headers["x-request-id"]
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request_and_never_the_token() {
+    let issuer = Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("issuer");
+    let upstream = StubUpstream::start(loopback()).await.expect("stub");
+    let (port, admin) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{port}");
+    let admin_listen = format!("127.0.0.1:{admin}");
+    let vars = env_for(
+        issuer.url(),
+        &upstream.url(),
+        &[
+            ("Gateway__Listen", &listen),
+            ("Gateway__AdminListen", &admin_listen),
+            ("Gateway__LogFormat", "json"),
+        ],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .arg("serve")
+        .envs(vars)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve starts");
+    let http = client();
+    let mut ready = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("http://{admin_listen}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "gateway became ready");
+    let client_id = issuer.clients()[1].id.clone();
+    let token = issuer.token_for(&issuer.clients()[1]);
+    let base = format!("http://{listen}");
+    assert_eq!(
+        http.get(format!("{base}/api/v1/policies"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.post(format!("{base}/api/v1/license"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        403
+    );
+    assert_eq!(
+        http.get(format!(
+            "{base}/api/v1/policies?access_token={token}&client_secret=hunter2"
+        ))
+        .send()
+        .await
+        .expect("sent")
+        .status(),
+        400
+    );
+    let mut garbled = token.clone();
+    garbled.push_str("x");
+    assert_eq!(
+        http.get(format!("{base}/api/v1/policies"))
+            .bearer_auth(&garbled)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        401
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.start_kill();
+    let output = child.wait_with_output().await.expect("output");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    assert!(!log.contains(&token), "the token must never be logged");
+    assert!(
+        !log.contains(token.split('.').nth(1).expect("payload")),
+        "not even the token's payload"
+    );
+    assert!(
+        !log.contains("Bearer"),
+        "no Authorization header value in the log"
+    );
+    assert!(!log.contains("hunter2"), "secret query values are redacted");
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["target"] == "halo_gateway::access")
+        .collect();
+    assert_eq!(access.len(), 4, "one access event per request:\n{log}");
+    let ok = &access[0];
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["path"], "/api/v1/policies");
+    assert_eq!(ok["client_id"], client_id.as_str());
+    assert_eq!(ok["sub"], client_id.as_str());
+    assert_eq!(ok["role"], "User");
+    assert!(ok["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(ok["duration_ms"].is_number() && ok["upstream_ms"].is_number());
+    assert!(ok["bytes_out"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(access[1]["deny_reason"], "admin_role_missing");
+    assert_eq!(access[2]["deny_reason"], "invalid_request");
+    assert_eq!(access[3]["deny_reason"], "bad_signature");
+}
+
+/// Runs `explain` against `issuer`; returns (exit code, output).
+async fn explain(issuer: &Issuer, token: &str, extra: &[&str]) -> (i32, String) {
+    let vars = env_for(issuer.url(), "http://127.0.0.1:9", &[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .arg("explain")
+        .args(extra)
+        .arg(token)
+        .envs(vars)
+        .output()
+        .await
+        .expect("explain runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn explain_names_each_failure_with_its_fix_and_exit_code() {
+    let issuer = Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("issuer");
+    let user = issuer.clients()[1].clone();
+    let admin = issuer.clients()[0].clone();
+    let base = issuer.claims_for(&user, &["halo.api"]);
+    let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut claims = base.clone();
+        edit(&mut claims);
+        issuer.sign(&claims)
+    };
+
+    let (code, out) = explain(&issuer, &issuer.token_for(&user), &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verdict: ACCEPTED"), "{out}");
+    assert!(
+        !out.contains(issuer.token_for(&user).rsplit('.').next().expect("sig")),
+        "never the signature"
+    );
+
+    let expired = with(&|c| {
+        c["exp"] = json!(now() - 7200);
+        c["iat"] = json!(now() - 10_000);
+    });
+    let (code, out) = explain(&issuer, &expired, &[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("[FAIL] expiry") && out.contains("request a new token"),
+        "{out}"
+    );
+
+    let wrong_aud = with(&|c| c["aud"] = json!("api://other"));
+    let (code, out) = explain(&issuer, &wrong_aud, &[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("[FAIL] audience")
+            && out.contains("api://other")
+            && out.contains("api://halo"),
+        "{out}"
+    );
+
+    let issuer_url = issuer.url().to_owned();
+    let slash = with(&|c| c["iss"] = json!(format!("{issuer_url}/")));
+    let (code, out) = explain(&issuer, &slash, &[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("[FAIL] issuer") && out.contains("trailing slash"),
+        "{out}"
+    );
+
+    let unknown = issuer.sign_with_header(
+        &json!({ "alg": "RS256", "kid": "from-another-server" }),
+        &base,
+    );
+    let (code, out) = explain(&issuer, &unknown, &[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("[FAIL] signing key") && out.contains("another authorization server"),
+        "{out}"
+    );
+
+    let org = issuer.sign_with_header(&json!({ "alg": "RS256", "kid": issuer.current_kid(), "typ": "application/okta-internal-at+jwt" }), &base);
+    let (code, out) = explain(&issuer, &org, &[]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("custom authorization server"), "{out}");
+
+    let dpop = with(&|c| c["cnf"] = json!({ "jkt": "abc" }));
+    let (code, out) = explain(&issuer, &dpop, &[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("[FAIL] sender constraint") && out.contains("DPoP"),
+        "{out}"
+    );
+
+    let (code, out) = explain(
+        &issuer,
+        &issuer.token_for(&user),
+        &["--route", "POST", "/api/v1/license"],
+    )
+    .await;
+    assert_eq!(code, 1, "a User token cannot upload a license");
+    assert!(
+        out.contains("AdminRoleMissing") && out.contains("role claim"),
+        "{out}"
+    );
+    let (code, out) = explain(
+        &issuer,
+        &issuer.token_for(&admin),
+        &["--route", "POST", "/api/v1/license"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = explain(&issuer, "garbage", &[]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("[FAIL] token structure"), "{out}");
+
+    let (code, out) = explain(&issuer, &issuer.token_for(&user), &["--show-claims"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("\"cid\""), "claims shown on request: {out}");
+    let (_, out) = explain(&issuer, &issuer.token_for(&user), &[]).await;
+    assert!(!out.contains("\"cid\""), "claims hidden by default");
+}
