@@ -8,14 +8,15 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use http::Method;
+use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::{Map, Value};
 
+use crate::auth::Authenticator;
 use crate::auth::error::{AuthError, DenyReason, sanitize};
 use crate::auth::jwks::Fetcher;
 use crate::auth::keys::{KeyLookup, KeyStore};
 use crate::auth::path::NormalizedPath;
-use crate::auth::policy::{Policy, RequiredRole};
+use crate::auth::policy::Policy;
 use crate::auth::validate::{Validator, decode, unix_now};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -134,7 +135,7 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
             &fix_for(DenyReason::KeysUnavailable, config),
         ),
     }
-    let validator = Validator::new(&config.auth, keys.clone(), metrics);
+    let validator = Validator::new(&config.auth, keys.clone(), metrics.clone());
     let token = request.token.trim();
     let now = unix_now();
 
@@ -176,23 +177,29 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
         }
     }
 
-    // The verdict: exactly the gateway's decision.
-    let verdict: Result<(), AuthError> = async {
-        let verified = validator.validate(token).await?;
-        if let Some((method, path)) = &request.route {
-            let path = NormalizedPath::parse(path)
-                .map_err(|e| AuthError::new(DenyReason::InvalidRequest, e.to_string()))?;
-            let policy = Policy::new(config.gateway.rules.clone());
-            let rule = policy.route(method, &path);
-            if let RequiredRole::Role(role) = &rule.required {
-                if !verified.has_role(role) {
-                    return Err(AuthError::role_missing(role));
+    // The verdict: exactly the gateway's decision, through the same Authenticator.
+    let verdict: Result<(), AuthError> = match &request.route {
+        None => validator.validate(token).await.map(|_| ()),
+        Some((method, path)) => match NormalizedPath::parse(path) {
+            Err(e) => Err(AuthError::new(DenyReason::InvalidRequest, e.to_string())),
+            Ok(path) => {
+                let authenticator = Authenticator::new(
+                    validator.clone(),
+                    Policy::new(config.gateway.rules.clone()),
+                    Arc::new(Metrics::new()),
+                );
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                    headers.insert(header::AUTHORIZATION, value);
                 }
+                authenticator
+                    .authorize(method, &path, None, &headers)
+                    .await
+                    .result
+                    .map(|_| ())
             }
-        }
-        Ok(())
-    }
-    .await;
+        },
+    };
     let accepted = match &verdict {
         Ok(()) => {
             let _ = writeln!(report.text, "verdict: ACCEPTED");
