@@ -280,7 +280,7 @@ async fn the_access_log_has_one_line_per_request_and_never_the_token() {
         400
     );
     let mut garbled = token.clone();
-    garbled.push_str("x");
+    garbled.push('x');
     assert_eq!(
         http.get(format!("{base}/api/v1/policies"))
             .bearer_auth(&garbled)
