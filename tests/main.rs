@@ -7,6 +7,7 @@
 mod support;
 
 mod dev_walkthrough;
+mod hardening;
 mod key_cache;
 mod observability;
 mod proxying;

@@ -244,3 +244,97 @@ pub fn printable(text: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rsa(kid: &str, bits: usize, e: &[u8]) -> Value {
+        let mut n = vec![0xC5u8; bits / 8];
+        n[bits / 8 - 1] |= 1;
+        json!({ "kty": "RSA", "kid": kid, "use": "sig", "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e) })
+    }
+
+    fn kids(set: &ParsedKeySet) -> Vec<&str> {
+        set.keys.iter().map(|k| &*k.kid).collect()
+    }
+
+    fn parse(keys: Vec<Value>) -> ParsedKeySet {
+        parse_jwks(json!({ "keys": keys }).to_string().as_bytes()).expect("a key set")
+    }
+
+    #[test]
+    fn usable_keys_survive_and_bad_ones_are_skipped_with_a_reason() {
+        let mut with_private = rsa("private", 2048, &[1, 0, 1]);
+        with_private["d"] = json!("AQAB");
+        let mut enc = rsa("enc", 2048, &[1, 0, 1]);
+        enc["use"] = json!("enc");
+        let mut no_kid = rsa("x", 2048, &[1, 0, 1]);
+        no_kid.as_object_mut().expect("object").remove("kid");
+        let set = parse(vec![
+            rsa("good", 2048, &[1, 0, 1]),
+            rsa("small", 1024, &[1, 0, 1]),
+            rsa("even", 2048, &[1, 0, 0]),
+            rsa("one", 2048, &[1]),
+            with_private,
+            enc,
+            no_kid,
+            json!({ "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" }),
+            json!({ "kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA" }),
+            json!(["not", "an", "object"]),
+        ]);
+        assert_eq!(kids(&set), ["good"]);
+        let skipped = set.skipped.join("\n");
+        for reason in [
+            "under 2048",
+            "even or under 3",
+            "private member 'd'",
+            "no kid",
+            "key 'hmac' skipped",
+            "P-521",
+            "not a JSON object",
+        ] {
+            assert!(
+                skipped.contains(reason),
+                "missing '{reason}' in:\n{skipped}"
+            );
+        }
+        assert!(
+            !skipped.contains("'enc'"),
+            "encryption keys are silently not ours"
+        );
+    }
+
+    #[test]
+    fn a_jwk_alg_binds_and_must_fit_the_key_type() {
+        let mut bound = rsa("bound", 2048, &[1, 0, 1]);
+        bound["alg"] = json!("PS384");
+        let mut misfit = rsa("misfit", 2048, &[1, 0, 1]);
+        misfit["alg"] = json!("ES256");
+        let mut hmac = rsa("hs", 2048, &[1, 0, 1]);
+        hmac["alg"] = json!("HS256");
+        let set = parse(vec![bound, misfit, hmac]);
+        assert_eq!(kids(&set), ["bound"]);
+        assert_eq!(set.keys[0].algorithms, [Algorithm::PS384]);
+        assert!(set.keys[0].accepts(Algorithm::PS384) && !set.keys[0].accepts(Algorithm::RS256));
+    }
+
+    #[test]
+    fn a_kid_used_twice_is_refused_not_guessed() {
+        let set = parse(vec![
+            rsa("twin", 2048, &[1, 0, 1]),
+            rsa("twin", 2048, &[1, 0, 1]),
+            rsa("single", 2048, &[1, 0, 1]),
+        ]);
+        assert_eq!(kids(&set), ["single"]);
+        assert!(set.skipped.iter().any(|s| s.contains("share this kid")));
+    }
+
+    #[test]
+    fn documents_that_are_not_key_sets_fail_whole() {
+        assert!(parse_jwks(b"<html>").is_err());
+        assert!(parse_jwks(b"{\"nokeys\":[]}").is_err());
+        assert!(parse(vec![]).keys.is_empty());
+    }
+}

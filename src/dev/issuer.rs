@@ -71,6 +71,8 @@ pub enum JwksFault {
     Oversized(usize),
     /// Redirect to itself forever.
     RedirectLoop,
+    /// Redirect to this URL.
+    Redirect(String),
     /// `{"keys": []}`.
     EmptySet,
     /// Wait this long before answering normally.
@@ -88,6 +90,8 @@ pub struct IssuerOptions {
     pub jwks_max_age: Option<Duration>,
     /// Serve `/.well-known/openid-configuration` (Okta does; off tests the fallback).
     pub openid_configuration: bool,
+    /// Advertise this `jwks_uri` instead of `{issuer}/v1/keys` (tests of off-host key sets).
+    pub jwks_uri: Option<String>,
 }
 
 impl Default for IssuerOptions {
@@ -101,6 +105,7 @@ impl Default for IssuerOptions {
             token_lifetime: Duration::from_secs(3600),
             jwks_max_age: None,
             openid_configuration: true,
+            jwks_uri: None,
         }
     }
 }
@@ -371,7 +376,7 @@ async fn metadata(State(state): State<Arc<IssuerState>>) -> Json<Value> {
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/v1/authorize"),
         "token_endpoint": format!("{issuer}/v1/token"),
-        "jwks_uri": format!("{issuer}/v1/keys"),
+        "jwks_uri": state.options.jwks_uri.clone().unwrap_or_else(|| format!("{issuer}/v1/keys")),
         "response_types_supported": ["code", "token"],
         "grant_types_supported": ["client_credentials"],
         "scopes_supported": [HALO_SCOPE],
@@ -413,6 +418,9 @@ async fn keys(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Resp
         }
         JwksFault::RedirectLoop => {
             let location = format!("{}/v1/keys", state.issuer);
+            return (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
+        }
+        JwksFault::Redirect(location) => {
             return (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
         }
         JwksFault::EmptySet => return Json(json!({ "keys": [] })).into_response(),

@@ -1,0 +1,632 @@
+//! Issue 8's protections, each with a test that fails without it: strict tokens, strict keys,
+//! a front that cannot be tricked, and upstream responses that cannot smuggle.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use halo_gateway::dev::issuer::{Issuer, IssuerOptions, JwksFault};
+use halo_gateway::dev::upstream::{StubUpstream, raw_upstream};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{TestEnv, challenge, client, config_for, loopback, now, raw_request};
+
+async fn status_of(env: &TestEnv, token: &str) -> (u16, String) {
+    let response = env.get("/api/v1/policies", Some(token)).await;
+    (response.status().as_u16(), challenge(&response))
+}
+
+#[tokio::test]
+async fn required_claims_must_be_present_and_of_the_right_type() {
+    let env = TestEnv::start().await;
+    for missing in ["iss", "aud", "sub", "exp"] {
+        let mut claims = env.claims();
+        claims.as_object_mut().expect("object").remove(missing);
+        let (status, www) = status_of(&env, &env.issuer.sign(&claims)).await;
+        assert_eq!(status, 401, "missing {missing}");
+        assert!(www.contains(missing), "{www}");
+    }
+    let issuer = env.issuer.url().to_owned();
+    for (name, value) in [
+        ("iss", json!([issuer])),
+        ("aud", json!(42)),
+        ("aud", json!(["api://halo", 7])),
+        ("exp", json!("tomorrow")),
+        ("nbf", json!(true)),
+        ("iat", json!({})),
+        ("sub", json!(1)),
+        ("cid", json!(["x"])),
+    ] {
+        let mut claims = env.claims();
+        claims[name] = value.clone();
+        let (status, www) = status_of(&env, &env.issuer.sign(&claims)).await;
+        assert_eq!(status, 401, "{name} = {value} must be invalid, not absent");
+        assert!(www.contains(name), "{www}");
+    }
+}
+
+#[tokio::test]
+async fn iat_in_the_future_and_overlong_lifetimes_are_refused() {
+    let env = TestEnv::with_settings(&[("Authentication__Schemes__Bearer__ClockSkew", "60")]).await;
+    let mut claims = env.claims();
+    claims["iat"] = json!(now() + 600);
+    assert_eq!(status_of(&env, &env.issuer.sign(&claims)).await.0, 401);
+    claims["iat"] = json!(now() + 30);
+    assert_eq!(
+        status_of(&env, &env.issuer.sign(&claims)).await.0,
+        200,
+        "within the skew"
+    );
+
+    let mut claims = env.claims();
+    claims["exp"] = json!(now() + 2 * 86_400);
+    let (status, www) = status_of(&env, &env.issuer.sign(&claims)).await;
+    assert_eq!(status, 401);
+    assert!(www.contains("lives"), "{www}");
+    claims.as_object_mut().expect("object").remove("iat");
+    assert_eq!(
+        status_of(&env, &env.issuer.sign(&claims)).await.0,
+        401,
+        "no iat: lifetime counted from now"
+    );
+}
+
+#[tokio::test]
+async fn typ_must_be_absent_or_at_jwt() {
+    let env = TestEnv::start().await;
+    let kid = env.issuer.current_kid();
+    for (typ, expected) in [
+        ("at+jwt", 200),
+        ("application/at+jwt", 200),
+        ("AT+JWT", 200),
+        ("JWT", 401),
+        ("dpop+jwt", 401),
+        ("application/okta-internal-at+jwt", 401),
+    ] {
+        let token = env.issuer.sign_with_header(
+            &json!({ "alg": "RS256", "kid": kid, "typ": typ }),
+            &env.claims(),
+        );
+        assert_eq!(status_of(&env, &token).await.0, expected, "typ {typ}");
+    }
+}
+
+#[tokio::test]
+async fn header_extensions_and_key_sources_are_refused() {
+    let env = TestEnv::start().await;
+    let kid = env.issuer.current_kid();
+    for member in ["crit", "b64", "cty", "jku", "x5u", "jwk", "x5c"] {
+        let mut header = json!({ "alg": "RS256", "kid": kid });
+        header[member] = json!(if member == "b64" {
+            json!(false)
+        } else {
+            json!("https://evil.example/keys")
+        });
+        let (status, www) =
+            status_of(&env, &env.issuer.sign_with_header(&header, &env.claims())).await;
+        assert_eq!(status, 401, "{member}");
+        assert!(www.contains(member), "{www}");
+    }
+}
+
+#[tokio::test]
+async fn dpop_bound_tokens_are_refused_under_bearer() {
+    let env = TestEnv::start().await;
+    let mut claims = env.claims();
+    claims["cnf"] = json!({ "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" });
+    let (status, www) = status_of(&env, &env.issuer.sign(&claims)).await;
+    assert_eq!(status, 401);
+    assert!(www.contains("DPoP is not accepted"), "{www}");
+}
+
+#[tokio::test]
+async fn duplicate_json_members_are_refused() {
+    let env = TestEnv::start().await;
+    let kid = env.issuer.current_kid();
+    let claims = env.claims().to_string();
+    let header = format!(r#"{{"alg":"RS256","kid":"{kid}","alg":"RS256"}}"#);
+    assert_eq!(
+        status_of(
+            &env,
+            &env.issuer.sign_raw(header.as_bytes(), claims.as_bytes())
+        )
+        .await
+        .0,
+        401
+    );
+    let header = format!(r#"{{"alg":"RS256","kid":"{kid}"}}"#);
+    let duplicated = claims.replacen('{', r#"{"aud":"api://evil","#, 1);
+    assert_eq!(
+        status_of(
+            &env,
+            &env.issuer
+                .sign_raw(header.as_bytes(), duplicated.as_bytes())
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        status_of(
+            &env,
+            &env.issuer.sign_raw(header.as_bytes(), claims.as_bytes())
+        )
+        .await
+        .0,
+        200,
+        "control"
+    );
+}
+
+#[tokio::test]
+async fn overlong_tokens_and_kids_are_refused_before_parsing() {
+    let env =
+        TestEnv::with_settings(&[("Authentication__Schemes__Bearer__MaxTokenLength", "2048")])
+            .await;
+    let mut claims = env.claims();
+    claims["padding"] = json!("x".repeat(4096));
+    let (status, www) = status_of(&env, &env.issuer.sign(&claims)).await;
+    assert_eq!(status, 401);
+    assert!(www.contains("longer than 2048"), "{www}");
+    let token = env.issuer.sign_with_header(
+        &json!({ "alg": "RS256", "kid": "k".repeat(300) }),
+        &env.claims(),
+    );
+    assert_eq!(status_of(&env, &token).await.0, 401);
+    assert_eq!(
+        env.issuer.jwks_fetches(),
+        1,
+        "an overlong kid triggers no fetch"
+    );
+}
+
+#[tokio::test]
+async fn descriptions_are_valid_headers_whatever_the_token_carries() {
+    let env = TestEnv::start().await;
+    let mut claims = env.claims();
+    claims["aud"] = json!("api://\"evil\"\\\u{7f}\u{1b}[31m\u{202e}ünï");
+    let response = env
+        .get("/api/v1/policies", Some(&env.issuer.sign(&claims)))
+        .await;
+    assert_eq!(response.status(), 401);
+    let www = challenge(&response);
+    assert!(
+        www.is_ascii() && !www.contains('\\') && !www.contains("\"evil\""),
+        "{www}"
+    );
+    assert!(www.contains("'api://'evil'"), "{www}");
+}
+
+#[tokio::test]
+async fn unusable_or_ambiguous_keys_are_skipped_one_by_one() {
+    let env = TestEnv::start().await;
+    let token = env.token(None);
+    let current = env.issuer.current_kid();
+    // A second copy of the current kid: the kid becomes ambiguous and is refused.
+    let jwks: serde_json::Value = client()
+        .get(format!("{}/v1/keys", env.issuer.url()))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let mut copy = jwks["keys"][0].clone();
+    copy["alg"] = json!("RS384");
+    env.issuer.publish_extra_jwks(vec![
+        copy,
+        json!({ "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" }),
+        json!({ "kty": "RSA", "kid": "enc", "use": "enc", "n": jwks["keys"][0]["n"], "e": "AQAB" }),
+        json!({ "kty": "RSA", "n": jwks["keys"][0]["n"], "e": "AQAB" }),
+        json!("not even an object"),
+    ]);
+    assert!(
+        env.gateway.keys.refresh().await.result.is_err(),
+        "no usable key left: the set is refused, old keys kept"
+    );
+    assert_eq!(
+        status_of(&env, &token).await.0,
+        200,
+        "stale-if-error keeps the last good keys"
+    );
+
+    // With a usable key beside them, the set is accepted and the ambiguous kid is not.
+    env.issuer.rotate(false);
+    let new_token = env.token(None);
+    assert!(env.gateway.keys.refresh().await.result.is_ok());
+    let status = env.gateway.keys.status();
+    assert!(
+        !status.key_ids.iter().any(|k| **k == *current),
+        "the duplicated kid is refused"
+    );
+    assert!(
+        !status
+            .key_ids
+            .iter()
+            .any(|k| &**k == "hmac" || &**k == "enc")
+    );
+    assert_eq!(status_of(&env, &new_token).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_jwk_alg_binds_the_key_to_that_algorithm() {
+    let env = TestEnv::start().await;
+    let kid = env.issuer.current_kid();
+    // The issuer's key says alg RS256; a PS256 header with the same key is refused.
+    let token = env
+        .issuer
+        .sign_with_header(&json!({ "alg": "PS256", "kid": kid }), &env.claims());
+    let (status, www) = status_of(&env, &token).await;
+    assert_eq!(status, 401);
+    assert!(www.contains("does not allow the algorithm"), "{www}");
+}
+
+#[tokio::test]
+async fn a_jwks_uri_on_another_host_needs_to_be_allowed() {
+    let upstream = StubUpstream::start(loopback()).await.expect("stub");
+    let probe = Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("issuer");
+    let port = probe.addr().port();
+    drop(probe);
+    let jwks_uri = format!("http://localhost:{port}/oauth2/default/v1/keys");
+    // The probe's port frees once its aborted server task is dropped.
+    let mut issuer = None;
+    for _ in 0..100 {
+        let options = IssuerOptions {
+            jwks_uri: Some(jwks_uri.clone()),
+            ..IssuerOptions::default()
+        };
+        if let Ok(started) = Issuer::start(([127, 0, 0, 1], port).into(), options).await {
+            issuer = Some(started);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let issuer = issuer.expect("issuer on the probed port");
+    let refused = halo_gateway::start(&config_for(issuer.url(), &upstream.url(), &[]))
+        .await
+        .expect("starts");
+    assert!(!refused.keys.is_ready());
+    let reason = refused.keys.status().last_error.clone().unwrap_or_default();
+    assert!(reason.contains("not the issuer's host"), "{reason}");
+    let allowed = halo_gateway::start(&config_for(
+        issuer.url(),
+        &upstream.url(),
+        &[(
+            "Authentication__Schemes__Bearer__AllowedJwksHosts__0",
+            "localhost",
+        )],
+    ))
+    .await
+    .expect("starts");
+    assert!(allowed.keys.is_ready());
+}
+
+#[tokio::test]
+async fn key_fetches_never_follow_a_redirect_to_another_origin() {
+    let env = TestEnv::start().await;
+    let other = Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("other issuer");
+    env.issuer
+        .set_fault(JwksFault::Redirect(format!("{}/v1/keys", other.url())));
+    let outcome = env.gateway.keys.refresh().await;
+    assert!(outcome.result.is_err());
+    assert_eq!(
+        other.jwks_fetches(),
+        0,
+        "the other origin was never contacted"
+    );
+}
+
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut text = String::new();
+    while !text.contains("\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => break,
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_slowloris_connection_is_closed_after_the_header_read_timeout() {
+    let env = TestEnv::with_settings(&[("Gateway__HeaderReadTimeout", "1")]).await;
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /api/v1/policies HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the server closed the connection");
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_431() {
+    let env = TestEnv::with_settings(&[
+        ("Gateway__MaxHeaderCount", "20"),
+        ("Gateway__MaxHeaderBytes", "8192"),
+    ])
+    .await;
+    let many: Vec<(String, String)> = (0..30).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    let mut request = String::from("GET /api/v1/policies HTTP/1.1\r\nHost: x\r\n");
+    for (k, v) in &many {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    assert!(
+        read_response(&mut stream).await.starts_with("HTTP/1.1 431"),
+        "header count"
+    );
+
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    let big = format!(
+        "GET /api/v1/policies HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    stream.write_all(big.as_bytes()).await.expect("write");
+    assert!(
+        read_response(&mut stream).await.starts_with("HTTP/1.1 431"),
+        "header size"
+    );
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds_further_connections_back() {
+    let env = TestEnv::with_settings(&[("Gateway__MaxConnections", "1")]).await;
+    let first = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let token = env.token(None);
+    let request = format!(
+        "GET /api/v1/policies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    let mut second = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("kernel accepts");
+    second.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf))
+            .await
+            .is_err(),
+        "not served while at the cap"
+    );
+    drop(first);
+    assert!(
+        read_response(&mut second).await.starts_with("HTTP/1.1 200"),
+        "served once a slot frees"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_cut_off() {
+    let env = TestEnv::with_settings(&[("Gateway__BodyIdleTimeout", "1")]).await;
+    let token = env.token(None);
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /stub/sink HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(&[0u8; 100]).await.expect("write");
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    let upstream = &env.upstream;
+    crate::support::eventually(Duration::from_secs(5), || upstream.aborted_uploads() == 1).await;
+}
+
+#[tokio::test]
+async fn trace_connect_and_unknown_methods_are_refused() {
+    let env = TestEnv::start().await;
+    let auth = format!("Bearer {}", env.token(Some("Admin")));
+    for method in ["TRACE", "PROPFIND", "PURGE"] {
+        let response = env
+            .raw(method, "/api/v1/policies", &[("authorization", &auth)])
+            .await;
+        assert_eq!(response.status, 405, "{method}");
+    }
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"CONNECT halo.example:443 HTTP/1.1\r\nHost: halo.example:443\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 405"));
+    assert!(env.upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn absolute_form_targets_never_choose_the_upstream() {
+    let env = TestEnv::start().await;
+    let token = env.token(None);
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET http://evil.example:1/api/v1/policies HTTP/1.1\r\nHost: evil.example:1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let seen = env
+        .upstream
+        .last_request()
+        .expect("the configured upstream got it");
+    assert_eq!(seen.target, "/api/v1/policies");
+}
+
+#[tokio::test]
+async fn missing_or_duplicate_host_is_400() {
+    let env = TestEnv::start().await;
+    let token = env.token(None);
+    for head in ["Host: a\r\nHost: b\r\n", ""] {
+        let mut stream = TcpStream::connect(env.gateway.public_addr)
+            .await
+            .expect("connect");
+        let request =
+            format!("GET /api/v1/policies HTTP/1.1\r\n{head}Authorization: Bearer {token}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let response = read_response(&mut stream).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{head:?}: {response}");
+    }
+}
+
+#[tokio::test]
+async fn expect_continue_is_answered_only_after_the_token_is_accepted() {
+    let env = TestEnv::start().await;
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /api/v1/rebuild/file HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .expect("write");
+    let response = read_response(&mut stream).await;
+    assert!(
+        response.starts_with("HTTP/1.1 401"),
+        "refused before any body is sent: {response}"
+    );
+
+    let token = env.token(None);
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /stub/sink HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let interim = read_response(&mut stream).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    stream.write_all(b"hello").await.expect("body");
+    let response = read_response(&mut stream).await;
+    assert!(response.contains("200 OK"), "{response}");
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_get_413_declared_or_streamed() {
+    let env = TestEnv::with_settings(&[("Gateway__MaxRequestBodySize", "1000")]).await;
+    let token = env.token(None);
+    let response = env
+        .http
+        .post(env.url("/stub/sink"))
+        .bearer_auth(&token)
+        .body(vec![0u8; 2000])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        env.upstream.sink_bytes(),
+        0,
+        "refused from the declared length, nothing forwarded"
+    );
+
+    let chunks = futures_util::stream::iter(
+        (0..10).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 500]))),
+    );
+    let response = env
+        .http
+        .post(env.url("/stub/sink"))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await;
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 413);
+    }
+    let upstream = &env.upstream;
+    crate::support::eventually(Duration::from_secs(5), || upstream.aborted_uploads() == 1).await;
+    assert!(upstream.sink_bytes() <= 1000);
+}
+
+async fn gateway_in_front_of(raw: &'static [u8]) -> (u16, Issuer) {
+    let issuer = Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("issuer");
+    let (addr, _task) = raw_upstream(raw).await.expect("raw upstream");
+    let gateway = halo_gateway::start(&config_for(issuer.url(), &format!("http://{addr}"), &[]))
+        .await
+        .expect("starts");
+    let token = format!("Bearer {}", issuer.token_for(&issuer.clients()[1]));
+    let response = raw_request(
+        gateway.public_addr,
+        "GET",
+        "/api/v1/policies",
+        &[("authorization", &token)],
+        Bytes::new(),
+    )
+    .await;
+    (response.status, issuer)
+}
+
+#[tokio::test]
+async fn an_upstream_101_becomes_502() {
+    let (status, _issuer) = gateway_in_front_of(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 502);
+}
+
+#[tokio::test]
+async fn conflicting_upstream_framing_becomes_502() {
+    let (status, _issuer) =
+        gateway_in_front_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n").await;
+    assert_eq!(status, 502);
+}
+
+#[tokio::test]
+async fn upstream_bodies_pass_through_byte_exact_without_decompression() {
+    let (status, _issuer) = gateway_in_front_of(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\n\x1f\x8b\x08\x00",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let issuer = Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("issuer");
+    let (addr, _task) = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\n\x1f\x8b\x08\x00",
+    )
+    .await
+    .expect("raw");
+    let gateway = halo_gateway::start(&config_for(issuer.url(), &format!("http://{addr}"), &[]))
+        .await
+        .expect("starts");
+    let token = format!("Bearer {}", issuer.token_for(&issuer.clients()[1]));
+    let response = raw_request(
+        gateway.public_addr,
+        "GET",
+        "/x",
+        &[("authorization", &token), ("accept-encoding", "gzip")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(response.headers["content-encoding"], "gzip");
+    assert_eq!(response.body.as_ref(), b"\x1f\x8b\x08\x00");
+}
