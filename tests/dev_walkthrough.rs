@@ -274,3 +274,55 @@ async fn dev_refuses_non_loopback_without_the_override() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn dev_can_run_only_the_issuer() {
+    let issuer_port = free_port();
+    let gateway_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .args([
+            "dev",
+            "--issuer-only",
+            "--issuer-listen",
+            &format!("127.0.0.1:{issuer_port}"),
+            "--listen",
+            &format!("127.0.0.1:{gateway_port}"),
+        ])
+        .args([
+            "--admin-client-id",
+            "admin-app",
+            "--admin-client-secret",
+            "admin-pass",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let http = client();
+    let issuer = format!("http://127.0.0.1:{issuer_port}/oauth2/default");
+    let mut answered = None;
+    for _ in 0..100 {
+        let request = http
+            .post(format!("{issuer}/v1/token"))
+            .basic_auth("admin-app", Some("admin-pass"))
+            .form(&[("grant_type", "client_credentials"), ("scope", "halo.api")]);
+        if let Ok(response) = request.send().await {
+            answered = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        answered.map(|s| s.as_u16()),
+        Some(200),
+        "the issuer issues tokens to the given client"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", gateway_port))
+            .await
+            .is_err(),
+        "no gateway in --issuer-only"
+    );
+    let _ = child.start_kill();
+}

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod cli;
 mod dev_walkthrough;
 mod hardening;
 mod key_cache;

@@ -244,3 +244,50 @@ async fn clock_skew_tolerates_slightly_expired_tokens() {
         401
     );
 }
+
+#[tokio::test]
+async fn the_rule_table_is_configurable_through_the_environment() {
+    let env = TestEnv::with_settings(&[
+        ("Gateway__Rules__0__Name", "ops_policies"),
+        ("Gateway__Rules__0__Methods__0", "PUT"),
+        ("Gateway__Rules__0__Path", "/api/v1/policies/*"),
+        ("Gateway__Rules__0__Role", "Ops"),
+        ("Gateway__Rules__1__Path", "/api/health"),
+        ("Gateway__Rules__1__Role", "Anonymous"),
+    ])
+    .await;
+    let user = env.token(None);
+    let response = env
+        .http
+        .put(env.url("/api/v1/policies/default"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "OpsRoleMissing");
+    let ops = env.token(Some("Ops"));
+    assert_eq!(
+        env.http
+            .put(env.url("/api/v1/policies/default"))
+            .bearer_auth(&ops)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    // The configured table replaces Halo's: license writes are now any-token.
+    assert_eq!(
+        env.http
+            .post(env.url("/api/v1/license"))
+            .bearer_auth(&user)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        201
+    );
+    assert_eq!(env.get("/api/health", None).await.status(), 200);
+}
