@@ -48,7 +48,8 @@ trap cleanup EXIT
 apt_install() {
   if [ "$(id -u)" != 0 ]; then fail "need root to apt-get install $*"; fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # With recommends: buildah needs crun (to run) and netavark (to build) from them.
+  apt-get install -y -qq "$@" >/dev/null
 }
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +261,7 @@ version=$(printf '%s' "$host_version" | awk '{print $2}')
 buildah bud --isolation chroot --quiet -f "$root/Dockerfile.runtime" \
   --build-arg VERSION="$version" --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  -t "$image_ref" "$ctx" >/dev/null
+  -t "$image_ref" "$ctx" >/dev/null || fail "buildah bud failed (see the error above)"
 buildah images "$image_ref"
 
 # The image's own metadata: numeric non-root user, the binary as entrypoint, OCI labels,
