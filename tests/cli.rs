@@ -3,22 +3,10 @@
 use halo_gateway::dev::issuer::{Issuer, IssuerOptions};
 use tokio::process::Command;
 
-use crate::support::{env_for, loopback};
+use crate::support::{env_for, loopback, run_binary};
 
 async fn check_config(vars: Vec<(String, String)>) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
-        .arg("check-config")
-        .env_clear()
-        .envs(vars)
-        .output()
-        .await
-        .expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+    run_binary(&["check-config"], vars).await
 }
 
 #[tokio::test]

@@ -8,14 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::support::client;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::support::{client, free_port};
 
 /// Runs `dev` and reads the `export NAME='value'` lines of its walkthrough.
 async fn start_dev() -> (tokio::process::Child, HashMap<String, String>) {

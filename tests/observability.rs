@@ -8,7 +8,7 @@ use halo_gateway::dev::upstream::StubUpstream;
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::support::{TestEnv, client, env_for, loopback, now};
+use crate::support::{TestEnv, client, env_for, free_port, loopback, now, run_binary};
 
 /// Reads one sample `name{labels} value` from a text exposition.
 fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
@@ -199,13 +199,6 @@ async fn request_ids_are_made_kept_forwarded_and_bounded() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 #[tokio::test]
 async fn the_access_log_has_one_line_per_request_and_never_the_token() {
     let issuer = Issuer::start(loopback(), IssuerOptions::default())
@@ -332,21 +325,10 @@ async fn the_access_log_has_one_line_per_request_and_never_the_token() {
 
 /// Runs `explain` against `issuer`; returns (exit code, output).
 async fn explain(issuer: &Issuer, token: &str, extra: &[&str]) -> (i32, String) {
-    let vars = env_for(issuer.url(), "http://127.0.0.1:9", &[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
-        .arg("explain")
-        .args(extra)
-        .arg(token)
-        .envs(vars)
-        .output()
-        .await
-        .expect("explain runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+    let mut args = vec!["explain"];
+    args.extend_from_slice(extra);
+    args.push(token);
+    run_binary(&args, env_for(issuer.url(), "http://127.0.0.1:9", &[])).await
 }
 
 #[tokio::test]

@@ -221,3 +221,29 @@ pub fn challenge(response: &reqwest::Response) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// A loopback port that was free a moment ago (for child processes that need a fixed one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Runs the `halo-gateway` binary with only `vars` in its environment; returns the exit code
+/// and stdout + stderr.
+pub async fn run_binary(args: &[&str], vars: Vec<(String, String)>) -> (i32, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .args(args)
+        .env_clear()
+        .envs(vars)
+        .output()
+        .await
+        .expect("the binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
