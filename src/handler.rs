@@ -32,7 +32,7 @@ const MAX_FORM_BYTES: usize = 1024 * 1024;
 /// Everything the handler needs, built once at start-up.
 #[derive(Debug)]
 pub struct AppState {
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     pub limits: RequestLimits,

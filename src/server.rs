@@ -1,5 +1,11 @@
 //! Listeners (public + admin), connection limits and graceful shutdown.
 //!
+//! The public listener is served by `Gateway__Workers` threads, each a single-threaded tokio
+//! runtime with its own accept loop and its own upstream connection pool, sharing the key
+//! store, token cache and metrics. A request then never changes thread between the client
+//! connection, the handler and the upstream connection: with a work-stealing runtime each of
+//! those hops could wake a parked worker, which measured as tens of microseconds per request.
+//!
 //! The public listener is a hyper-util accept loop rather than `axum::serve`, because the
 //! front needs what `axum::serve` does not offer: a header-read timeout (slowloris; hyper also
 //! applies it to idle keep-alive connections), header count and size limits (431), and a cap
@@ -18,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
@@ -49,9 +55,12 @@ pub enum StartError {
     Upstream(String),
     #[error("cannot build the issuer client: {0}")]
     IssuerClient(String),
+    #[error("cannot start a worker thread: {0}")]
+    Worker(#[source] std::io::Error),
 }
 
-/// A started gateway: addresses for tests and `dev`, and a handle to stop it.
+/// A started gateway: addresses for tests and `dev`, and a handle to stop it. Dropping it
+/// stops the listeners without waiting.
 #[derive(Debug)]
 pub struct RunningGateway {
     pub public_addr: SocketAddr,
@@ -61,8 +70,9 @@ pub struct RunningGateway {
     pub metrics: Arc<Metrics>,
     admin: Arc<AdminState>,
     shutdown: CancellationToken,
-    public_task: JoinHandle<()>,
-    admin_task: JoinHandle<()>,
+    admin_shutdown: CancellationToken,
+    workers_done: Vec<oneshot::Receiver<()>>,
+    admin_task: Option<JoinHandle<()>>,
     refresh_task: JoinHandle<()>,
 }
 
@@ -73,71 +83,101 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         .map_err(StartError::IssuerClient)?;
     let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
     let validator = Validator::new(&config.auth, keys.clone(), metrics.clone());
-    let auth = Authenticator::new(
+    let auth = Arc::new(Authenticator::new(
         validator.clone(),
         Policy::new(config.gateway.rules.clone()),
         metrics.clone(),
-    );
-    let upstream = Upstream::new(&config.gateway.upstream, config.gateway.upstream_timeout)
-        .map_err(StartError::Upstream)?;
+    ));
     let g = &config.gateway;
-    let state = Arc::new(AppState {
-        auth,
-        upstream,
-        metrics: metrics.clone(),
-        limits: RequestLimits {
-            max_body: g.max_request_body_size,
-            body_idle_timeout: g.body_idle_timeout,
-            trusted_proxies: g.trusted_proxies.clone(),
-            forward_authorization: g.forward_authorization,
-        },
-    });
+    let limits = RequestLimits {
+        max_body: g.max_request_body_size,
+        body_idle_timeout: g.body_idle_timeout,
+        trusted_proxies: g.trusted_proxies.clone(),
+        forward_authorization: g.forward_authorization,
+    };
+    let state_for_worker = || -> Result<Arc<AppState>, StartError> {
+        Ok(Arc::new(AppState {
+            auth: auth.clone(),
+            upstream: Upstream::new(&g.upstream, g.upstream_timeout)
+                .map_err(StartError::Upstream)?,
+            metrics: metrics.clone(),
+            limits: limits.clone(),
+        }))
+    };
+    // Fail on a bad upstream before binding anything.
+    state_for_worker()?;
 
     let public = bind(g.listen, "Gateway__Listen").await?;
     let admin_listener = bind(g.admin_listen, "Gateway__AdminListen").await?;
-    let public_addr = public.local_addr().map_err(|source| StartError::Bind {
-        setting: "Gateway__Listen",
-        addr: g.listen,
-        source,
-    })?;
+    let bind_error = |setting: &'static str, addr: SocketAddr| {
+        move |source| StartError::Bind {
+            setting,
+            addr,
+            source,
+        }
+    };
+    let public_addr = public
+        .local_addr()
+        .map_err(bind_error("Gateway__Listen", g.listen))?;
     let admin_addr = admin_listener
         .local_addr()
-        .map_err(|source| StartError::Bind {
-            setting: "Gateway__AdminListen",
-            addr: g.admin_listen,
-            source,
-        })?;
+        .map_err(bind_error("Gateway__AdminListen", g.admin_listen))?;
+    let public = public
+        .into_std()
+        .map_err(bind_error("Gateway__Listen", g.listen))?;
 
     // Warm up before serving: one attempt now; failures are retried by the refresh loop.
     let first = keys.refresh().await;
     let refresh_task = tokio::spawn(keys.clone().run_refresh_loop(first));
 
     let shutdown = CancellationToken::new();
+    let permits = Arc::new(Semaphore::new(g.max_connections));
+    let mut workers_done = Vec::with_capacity(g.workers);
+    for index in 0..g.workers {
+        let listener = public
+            .try_clone()
+            .map_err(bind_error("Gateway__Listen", g.listen))?;
+        let state = state_for_worker()?;
+        let (done, done_rx) = oneshot::channel();
+        let worker = Worker {
+            listener,
+            app: public_app(state),
+            limits: g.clone(),
+            permits: permits.clone(),
+            shutdown: shutdown.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("halo-gw-{index}"))
+            .spawn(move || {
+                worker.run();
+                let _ = done.send(());
+            })
+            .map_err(StartError::Worker)?;
+        workers_done.push(done_rx);
+    }
+
     let admin = Arc::new(AdminState {
         keys: keys.clone(),
         metrics: metrics.clone(),
         draining: false.into(),
     });
-    let admin_token = CancellationToken::new();
+    let admin_shutdown = CancellationToken::new();
     let admin_task = {
         let app = admin_app(admin.clone());
-        let token = admin_token.clone();
+        let token = admin_shutdown.clone();
         tokio::spawn(async move {
             let _ = axum::serve(admin_listener, app)
                 .with_graceful_shutdown(token.cancelled_owned())
                 .await;
         })
     };
-    let public_task = {
-        let app = public_app(state);
-        let limits = g.clone();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            serve_public(public, app, &limits, token).await;
-            admin_token.cancel();
-        })
-    };
-    tracing::info!(listen = %public_addr, admin = %admin_addr, upstream = %crate::config::redact(&g.upstream), "halo-gateway started");
+    tracing::info!(
+        listen = %public_addr,
+        admin = %admin_addr,
+        workers = g.workers,
+        upstream = %crate::config::redact(&g.upstream),
+        "halo-gateway started"
+    );
     Ok(RunningGateway {
         public_addr,
         admin_addr,
@@ -146,10 +186,50 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         metrics,
         admin,
         shutdown,
-        public_task,
-        admin_task,
+        admin_shutdown,
+        workers_done,
+        admin_task: Some(admin_task),
         refresh_task,
     })
+}
+
+/// One event-loop thread of the public listener.
+struct Worker {
+    listener: std::net::TcpListener,
+    app: Router,
+    limits: GatewayConfig,
+    permits: Arc<Semaphore>,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a worker runtime");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            match TcpListener::from_std(self.listener) {
+                Ok(listener) => {
+                    serve_public(
+                        listener,
+                        self.app,
+                        &self.limits,
+                        self.permits,
+                        self.shutdown,
+                    )
+                    .await
+                }
+                Err(e) => tracing::error!(error = %e, "cannot register the listener with a worker"),
+            }
+        });
+    }
 }
 
 async fn bind(addr: SocketAddr, setting: &'static str) -> Result<TcpListener, StartError> {
@@ -164,12 +244,16 @@ async fn bind(addr: SocketAddr, setting: &'static str) -> Result<TcpListener, St
 
 impl RunningGateway {
     /// Stops accepting, drains in-flight requests (bounded), and waits for the listeners.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.admin.draining.store(true, Ordering::Relaxed);
         self.shutdown.cancel();
-        let _ = self.public_task.await;
-        let _ = self.admin_task.await;
-        self.refresh_task.abort();
+        for done in std::mem::take(&mut self.workers_done) {
+            let _ = done.await;
+        }
+        self.admin_shutdown.cancel();
+        if let Some(admin) = self.admin_task.take() {
+            let _ = admin.await;
+        }
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
@@ -178,6 +262,14 @@ impl RunningGateway {
         tracing::info!("shutdown signal received; draining in-flight requests");
         self.shutdown().await;
         tracing::info!("halo-gateway stopped");
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.admin_shutdown.cancel();
+        self.refresh_task.abort();
     }
 }
 
@@ -207,10 +299,10 @@ async fn serve_public(
     listener: TcpListener,
     app: Router,
     limits: &GatewayConfig,
+    permits: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -51,6 +51,7 @@ const KNOWN_KEYS: &[&str] = &[
     "HeaderReadTimeout",
     "BodyIdleTimeout",
     "MaxConnections",
+    "Workers",
     "MaxHeaderCount",
     "MaxHeaderBytes",
     "Rules",

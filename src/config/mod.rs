@@ -137,6 +137,9 @@ pub struct GatewayConfig {
     pub body_idle_timeout: Duration,
     /// Concurrent client connections; further connections wait to be accepted. Default 10 000.
     pub max_connections: usize,
+    /// Event-loop threads serving the public listener, each with its own upstream pool.
+    /// Default: the number of CPUs.
+    pub workers: usize,
     /// Request header count limit (431 beyond it). Default 100.
     pub max_header_count: usize,
     /// Request head size limit in bytes (431 beyond it). Default 64 KiB.
@@ -437,6 +440,14 @@ fn gateway_config(raw: &RawGateway) -> Result<GatewayConfig, ConfigError> {
             )?,
             "Gateway__MaxConnections",
         )? as usize,
+        workers: at_least_one(
+            parse_number(
+                raw.workers.as_ref(),
+                "Gateway__Workers",
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            )?,
+            "Gateway__Workers",
+        )? as usize,
         max_header_count: at_least_one(
             parse_number(
                 raw.max_header_count.as_ref(),
@@ -693,6 +704,7 @@ impl fmt::Display for Config {
             g.body_idle_timeout.as_secs_f64()
         )?;
         writeln!(f, "Gateway__MaxConnections = {}", g.max_connections)?;
+        writeln!(f, "Gateway__Workers = {}", g.workers)?;
         writeln!(f, "Gateway__MaxHeaderCount = {}", g.max_header_count)?;
         writeln!(f, "Gateway__MaxHeaderBytes = {}", g.max_header_bytes)?;
         for (i, rule) in g.rules.iter().enumerate() {

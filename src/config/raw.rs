@@ -160,6 +160,7 @@ pub struct RawGateway {
     pub header_read_timeout: Option<Scalar>,
     pub body_idle_timeout: Option<Scalar>,
     pub max_connections: Option<Scalar>,
+    pub workers: Option<Scalar>,
     pub max_header_count: Option<Scalar>,
     pub max_header_bytes: Option<Scalar>,
     pub rules: Option<Vec<RawRule>>,
