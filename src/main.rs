@@ -1,6 +1,10 @@
 //! Thin entry point: parse the CLI, load and validate configuration before binding anything,
 //! start logging, run. Exit codes: 0 ok, 1 runtime failure (issuer/ports), 2 configuration.
 
+/// mimalloc: measured faster than glibc malloc on the proxy path (see docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Read as _;
 use std::process::ExitCode;
 
@@ -44,7 +48,7 @@ async fn serve(file: Option<std::path::PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    halo_gateway::telemetry::init(
+    let _log = halo_gateway::telemetry::init(
         config.gateway.log_format,
         config.gateway.log_level.as_deref(),
     );
@@ -104,7 +108,7 @@ async fn check_config(file: Option<std::path::PathBuf>) -> ExitCode {
 }
 
 async fn dev(options: halo_gateway::dev::DevOptions) -> ExitCode {
-    halo_gateway::telemetry::init(None, None);
+    let _log = halo_gateway::telemetry::init(None, None);
     let stack = match DevStack::start(&options).await {
         Ok(stack) => stack,
         Err(e) => {

@@ -7,8 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; a second call is a no-op.
-pub fn init(format: Option<LogFormat>, level: Option<&str>) {
+/// Keeps the background log writer alive; logs written before it is dropped are flushed.
+pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
+
+/// Installs the global subscriber; a second call is a no-op. Log lines go through a
+/// non-blocking writer (a bounded queue drained by one thread), so a slow stdout never stalls
+/// a request; keep the returned guard for the life of the process.
+pub fn init(format: Option<LogFormat>, level: Option<&str>) -> LogGuard {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -20,10 +25,11 @@ pub fn init(format: Option<LogFormat>, level: Option<&str>) {
     } else {
         LogFormat::Json
     });
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let _ = match format {
+        .with_writer(writer);
+    let installed = match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -32,4 +38,5 @@ pub fn init(format: Option<LogFormat>, level: Option<&str>) {
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+    installed.ok().map(|()| guard)
 }

@@ -283,9 +283,23 @@ async fn the_access_log_has_one_line_per_request_and_never_the_token() {
             .status(),
         401
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = child.start_kill();
-    let output = child.wait_with_output().await.expect("output");
+    // Stop it as Kubernetes does: SIGTERM, graceful drain, logs flushed.
+    let pid = child.id().expect("running").to_string();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(term.success());
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("output");
+    assert!(
+        output.status.success(),
+        "graceful exit: {:?}",
+        output.status
+    );
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -19,51 +19,54 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-connection",
-    "proxy-authorization",
-    "http2-settings",
-    "trailer",
+// Pre-built names: removing by `&str` would parse and hash each name on every request.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("http2-settings"),
+    header::TRAILER,
 ];
 
-const METHOD_OVERRIDES: &[&str] = &[
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+static METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
 ];
 
 /// Forwarding headers a client may only set through a trusted proxy.
-const FORWARDING: &[&str] = &[
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-real-ip",
-    "forwarded",
+static FORWARDING: [HeaderName; 7] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-real-ip"),
+    header::FORWARDED,
 ];
 
 const VIA_VALUE: &str = "1.1 halo-gateway";
 
 /// Removes hop-by-hop headers, including those named by `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in &listed {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in &listed {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
@@ -78,8 +81,8 @@ pub struct ClientInfo {
 /// Rewrites a client's request headers for the upstream.
 pub fn rewrite_request(headers: &mut HeaderMap, client: ClientInfo, forward_authorization: bool) {
     strip_hop_by_hop(headers);
-    for name in METHOD_OVERRIDES {
-        headers.remove(*name);
+    for name in &METHOD_OVERRIDES {
+        headers.remove(name);
     }
     headers.remove(header::EXPECT);
     if !forward_authorization {
@@ -105,8 +108,8 @@ pub fn rewrite_request(headers: &mut HeaderMap, client: ClientInfo, forward_auth
             headers.insert(X_FORWARDED_HOST, host);
         }
     } else {
-        for name in FORWARDING {
-            headers.remove(*name);
+        for name in &FORWARDING {
+            headers.remove(name);
         }
         set(headers, X_FORWARDED_FOR, &peer);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
