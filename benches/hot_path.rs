@@ -9,14 +9,18 @@
 //!   `TokenCacheSize = 0`, so nothing is remembered between iterations; a pool of distinct
 //!   tokens (unique `jti`) is cycled anyway.
 //! - `rsa_baseline/*`: the raw aws-lc-rs RS256 verification of the same token's signing input:
-//!   `components_verify` is what jsonwebtoken does per call (`RsaPublicKeyComponents::verify`,
+//!   `components_verify` is what jsonwebtoken's verify does per call (`RsaPublicKeyComponents::verify`,
 //!   which builds the RSA key from n/e every time), `parsed_verify` is a key parsed once
-//!   (`ParsedPublicKey::verify_sig`), the floor for an RSA check.
+//!   (`ParsedPublicKey::verify_sig`), which is what the gateway does since keys are parsed at
+//!   JWKS ingestion: the floor for an RSA check.
 //! - `policy/*`: path normalisation and route matching with Halo's default rules.
 //! - `headers/rewrite_request`: the request header rewrite for a typical client request.
 //!
 //! Futures that complete without waiting (every validation here: the key is loaded) are
 //! polled once with a no-op waker, so the numbers are not dominated by a runtime's block_on.
+
+// Benchmark set-up panics on failure by design.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::future::Future;
 use std::hint::black_box;

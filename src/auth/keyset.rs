@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 /// The longest `kid` accepted, in keys and in tokens.
@@ -31,12 +32,13 @@ pub const ALLOWED_ALGS: &[Algorithm] = &[
 
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// A public key ready to verify signatures.
+/// A public key ready to verify signatures, parsed once per allowed algorithm when the JWKS
+/// is ingested (verifying then costs only the signature check, not a key rebuild).
 pub struct VerifyKey {
     pub kid: Arc<str>,
     /// Algorithms this key may verify: the JWK's `alg`, or every algorithm of its type.
     pub algorithms: Vec<Algorithm>,
-    pub key: DecodingKey,
+    verifiers: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -51,6 +53,17 @@ impl std::fmt::Debug for VerifyKey {
 impl VerifyKey {
     pub fn accepts(&self, alg: Algorithm) -> bool {
         self.algorithms.contains(&alg)
+    }
+
+    /// Checks a JWS signature (base64url, as in the token) over `message` with `alg`.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature_b64: &str) -> bool {
+        let Some((_, key)) = self.verifiers.iter().find(|(a, _)| *a == alg) else {
+            return false;
+        };
+        match URL_SAFE_NO_PAD.decode(signature_b64) {
+            Ok(signature) => key.verify_sig(message, &signature).is_ok(),
+            Err(_) => false,
+        }
     }
 }
 
@@ -160,8 +173,9 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
             vec![alg]
         }
     };
-    let key = match kty {
-        "RSA" => rsa_key(obj)?,
+    // The public key in the form aws-lc parses: PKCS#1 DER, an uncompressed EC point, raw Ed25519.
+    let public = match kty {
+        "RSA" => rsa_public_der(obj)?,
         "EC" => {
             let x = b64_member(obj, "x")?;
             let y = b64_member(obj, "y")?;
@@ -173,26 +187,49 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
             if x.len() != size || y.len() != size {
                 return Err("EC coordinates have the wrong length".into());
             }
-            DecodingKey::from_ec_components(&URL_SAFE_NO_PAD.encode(x), &URL_SAFE_NO_PAD.encode(y))
-                .map_err(|e| e.to_string())?
+            [&[0x04][..], &x, &y].concat()
         }
         _ => {
             let x = b64_member(obj, "x")?;
             if x.len() != 32 {
                 return Err("Ed25519 key has the wrong length".into());
             }
-            DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(x))
-                .map_err(|e| e.to_string())?
+            x
         }
     };
+    let verifiers = algorithms
+        .iter()
+        .map(|alg| {
+            ParsedPublicKey::new(verification_algorithm(*alg), &public)
+                .map(|key| (*alg, key))
+                .map_err(|e| format!("the key is rejected by the crypto library ({e})"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(VerifyKey {
         kid,
         algorithms,
-        key,
+        verifiers,
     }))
 }
 
-fn rsa_key(obj: &Map<String, Value>) -> Result<DecodingKey, String> {
+/// aws-lc's verification algorithm for a JWS `alg` (RFC 7518 §3): ECDSA signatures are the
+/// fixed-size `r || s` form.
+fn verification_algorithm(alg: Algorithm) -> &'static dyn VerificationAlgorithm {
+    match alg {
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        _ => &sig::RSA_PKCS1_2048_8192_SHA256,
+    }
+}
+
+/// Checks an RSA JWK's size and exponent and returns its PKCS#1 `RSAPublicKey` DER.
+fn rsa_public_der(obj: &Map<String, Value>) -> Result<Vec<u8>, String> {
     let n = b64_member(obj, "n")?;
     let e = b64_member(obj, "e")?;
     let n = strip_leading_zeros(&n);
@@ -208,7 +245,36 @@ fn rsa_key(obj: &Map<String, Value>) -> Result<DecodingKey, String> {
     if exponent < 3 || exponent % 2 == 0 {
         return Err(format!("RSA exponent {exponent} is even or under 3"));
     }
-    Ok(DecodingKey::from_rsa_raw_components(n, e))
+    let body = [der_integer(n), der_integer(e)].concat();
+    Ok([der_header(0x30, body.len()), body].concat())
+}
+
+/// A DER INTEGER for an unsigned big-endian value without leading zeros.
+fn der_integer(value: &[u8]) -> Vec<u8> {
+    let pad = value.first().is_some_and(|b| b & 0x80 != 0);
+    let len = value.len() + usize::from(pad);
+    let mut out = der_header(0x02, len);
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+fn der_header(tag: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -329,6 +395,85 @@ mod tests {
         ]);
         assert_eq!(kids(&set), ["single"]);
         assert!(set.skipped.iter().any(|s| s.contains("share this kid")));
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Signs `message` with a freshly generated key of each type, publishes the public half as
+    /// a JWK, and checks the ingested key verifies it (and nothing else).
+    #[test]
+    fn every_supported_key_type_verifies_its_signatures() {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
+        use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+        let rng = SystemRandom::new();
+        let message = b"header.payload";
+        let mut cases: Vec<(Value, Algorithm, Vec<u8>)> = Vec::new();
+
+        for (alg, signing, crv, size) in [
+            (
+                Algorithm::ES256,
+                &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+                "P-256",
+                32,
+            ),
+            (
+                Algorithm::ES384,
+                &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
+                "P-384",
+                48,
+            ),
+        ] {
+            let pair = EcdsaKeyPair::generate(signing).expect("ec key");
+            let point = pair.public_key().as_ref();
+            let (x, y) = point[1..].split_at(size);
+            let jwk = json!({ "kty": "EC", "kid": crv, "crv": crv, "x": b64(x), "y": b64(y) });
+            let signature = pair.sign(&rng, message).expect("sign").as_ref().to_vec();
+            cases.push((jwk, alg, signature));
+        }
+        let ed = Ed25519KeyPair::generate().expect("ed key");
+        let jwk = json!({ "kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": b64(ed.public_key().as_ref()) });
+        cases.push((jwk, Algorithm::EdDSA, ed.sign(message).as_ref().to_vec()));
+        let rsa = RsaKeyPair::generate(KeySize::Rsa2048).expect("rsa key");
+        let public = PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
+        let jwk = json!({ "kty": "RSA", "kid": "rsa", "n": b64(&public.n), "e": b64(&public.e) });
+        for (alg, padding) in [
+            (
+                Algorithm::RS256,
+                &sig::RSA_PKCS1_SHA256 as &'static dyn sig::RsaEncoding,
+            ),
+            (Algorithm::PS512, &sig::RSA_PSS_SHA512),
+        ] {
+            let mut signature = vec![0; rsa.public_modulus_len()];
+            rsa.sign(padding, &rng, message, &mut signature)
+                .expect("sign");
+            cases.push((jwk.clone(), alg, signature));
+        }
+
+        for (jwk, alg, signature) in cases {
+            let set = parse(vec![jwk.clone()]);
+            assert_eq!(set.keys.len(), 1, "{jwk} skipped: {:?}", set.skipped);
+            let key = &set.keys[0];
+            assert!(
+                key.verify(alg, message, &b64(&signature)),
+                "{alg:?} verifies"
+            );
+            assert!(
+                !key.verify(alg, b"header.tampered", &b64(&signature)),
+                "{alg:?} rejects other bytes"
+            );
+            let wrong = if alg == Algorithm::RS256 {
+                Algorithm::RS384
+            } else {
+                Algorithm::RS256
+            };
+            assert!(
+                !key.verify(wrong, message, &b64(&signature)),
+                "{alg:?} key refuses {wrong:?}"
+            );
+        }
     }
 
     #[test]

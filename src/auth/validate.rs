@@ -207,13 +207,7 @@ impl Validator {
             ));
         }
         self.metrics.signature_verifications.inc();
-        let verified = jsonwebtoken::crypto::verify(
-            decoded.signature,
-            decoded.message.as_bytes(),
-            &key.key,
-            alg,
-        )
-        .unwrap_or(false);
+        let verified = key.verify(alg, decoded.message.as_bytes(), decoded.signature);
         if !verified {
             return Err(AuthError::new(
                 DenyReason::BadSignature,
