@@ -217,7 +217,7 @@ async fn the_access_log_has_one_line_per_request_and_never_the_token() {
             ("Gateway__LogFormat", "json"),
         ],
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
         .arg("serve")
         .envs(vars)
         .env_remove("RUST_LOG")
