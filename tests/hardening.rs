@@ -630,3 +630,35 @@ async fn upstream_bodies_pass_through_byte_exact_without_decompression() {
     assert_eq!(response.headers["content-encoding"], "gzip");
     assert_eq!(response.body.as_ref(), b"\x1f\x8b\x08\x00");
 }
+
+#[tokio::test]
+async fn raw_utf8_paths_cannot_bypass_the_policy_and_are_forwarded_percent_encoded() {
+    let env = TestEnv::start().await;
+    let token = env.token(None);
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    let mut request =
+        b"POST /api/v1/licen\xC5\xBFe HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n".to_vec();
+    request.extend_from_slice(format!("Authorization: Bearer {token}\r\n\r\n").as_bytes());
+    stream.write_all(&request).await.expect("write");
+    let response = read_response(&mut stream).await;
+    assert!(
+        response.starts_with("HTTP/1.1 403"),
+        "hyper passes raw UTF-8; the policy must still see 'license': {response}"
+    );
+    assert!(env.upstream.requests().is_empty());
+
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    let mut request = b"GET /api/v1/policies/caf\xC3\xA9 HTTP/1.1\r\nHost: x\r\n".to_vec();
+    request.extend_from_slice(format!("Authorization: Bearer {token}\r\n\r\n").as_bytes());
+    stream.write_all(&request).await.expect("write");
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(
+        env.upstream.last_request().expect("forwarded").target,
+        "/api/v1/policies/caf%C3%A9"
+    );
+}

@@ -234,7 +234,10 @@ fn rsa_public_der(obj: &Map<String, Value>) -> Result<Vec<u8>, String> {
     let e = b64_member(obj, "e")?;
     let n = strip_leading_zeros(&n);
     let e = strip_leading_zeros(&e);
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    let Some(top) = n.first() else {
+        return Err("RSA modulus is empty".into());
+    };
+    let bits = n.len() * 8 - top.leading_zeros() as usize;
     if bits < 2048 {
         return Err(format!("RSA modulus of {bits} bits is under 2048"));
     }
@@ -343,6 +346,8 @@ mod tests {
             rsa("small", 1024, &[1, 0, 1]),
             rsa("even", 2048, &[1, 0, 0]),
             rsa("one", 2048, &[1]),
+            json!({ "kty": "RSA", "kid": "empty", "n": "", "e": "AQAB" }),
+            json!({ "kty": "RSA", "kid": "zeros", "n": "AAAA", "e": "AQAB" }),
             with_private,
             enc,
             no_kid,

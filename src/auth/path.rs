@@ -31,6 +31,14 @@ pub enum PathError {
     EscapesRoot,
 }
 
+/// Appends `%XX` with upper-case hex (RFC 3986 §6.2.2.1).
+fn push_escape(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 0xf)]));
+}
+
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -70,18 +78,19 @@ impl NormalizedPath {
                         b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                         0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
                         v if is_unreserved(v) => decoded.push(char::from(v)),
-                        v => {
-                            decoded.push('%');
-                            decoded.push(char::from(b"0123456789ABCDEF"[usize::from(v >> 4)]));
-                            decoded.push(char::from(b"0123456789ABCDEF"[usize::from(v & 0xf)]));
-                        }
+                        v => push_escape(&mut decoded, v),
                     }
                     i += 3;
                 }
                 b'\\' => return Err(PathError::Backslash),
                 0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                0x80.. => {
+                    // Raw non-ASCII (http::Uri lets UTF-8 through): percent-encode it, as
+                    // RFC 3986 requires, so the forwarded path is ASCII and means the same.
+                    push_escape(&mut decoded, b);
+                    i += 1;
+                }
                 _ => {
-                    // Non-ASCII bytes cannot occur in a parsed http::Uri; keep anything else as is.
                     decoded.push(char::from(b));
                     i += 1;
                 }
@@ -214,6 +223,29 @@ mod tests {
         assert_eq!(norm("/../etc"), Err(PathError::EscapesRoot));
         assert_eq!(norm("/api/../../x"), Err(PathError::EscapesRoot));
         assert_eq!(norm("api"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn raw_non_ascii_is_percent_encoded_and_normalizing_is_idempotent() {
+        assert_eq!(
+            norm("/api/v1/caf\u{e9}").as_deref(),
+            Ok("/api/v1/caf%C3%A9")
+        );
+        assert_eq!(
+            norm("/api/v1/caf%C3%A9").as_deref(),
+            Ok("/api/v1/caf%C3%A9")
+        );
+        for raw in [
+            "/caf\u{e9}",
+            "/api\u{451}0?celnse",
+            "/api/v1/licen\u{17f}e",
+            "/a/%41/../b//",
+        ] {
+            let once = norm(raw).expect("valid");
+            assert_eq!(norm(&once).as_deref(), Ok(once.as_str()), "{raw}");
+        }
+        let long_s = NormalizedPath::parse("/api/v1/licen\u{17f}e").expect("valid");
+        assert_eq!(long_s.match_segments(), ["API", "V1", "LICENSE"]);
     }
 
     #[test]
