@@ -42,7 +42,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
             "the bearer token is empty",
         ));
     }
-    if !token.bytes().all(is_b64token_char) {
+    let body = token.trim_end_matches('=');
+    if body.is_empty() || !body.bytes().all(is_b64token_char) {
         return Err(AuthError::new(
             DenyReason::Malformed,
             "the bearer token contains characters outside the b64token syntax",
@@ -51,9 +52,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     Ok(Some(token))
 }
 
-/// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`:
+/// this is the class before the trailing `=` padding.
 fn is_b64token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
 }
 
 /// Whether a query string or urlencoded form carries a token parameter.
@@ -132,6 +134,16 @@ mod tests {
         assert_eq!(reason(&["Bearer "]), Some(DenyReason::InvalidRequest));
         assert_eq!(reason(&["Bearer"]), Some(DenyReason::InvalidRequest));
         assert_eq!(reason(&["Bearer a b"]), Some(DenyReason::Malformed));
+        assert_eq!(
+            reason(&["Bearer a=b"]),
+            Some(DenyReason::Malformed),
+            "'=' only as trailing padding"
+        );
+        assert_eq!(reason(&["Bearer ="]), Some(DenyReason::Malformed));
+        assert_eq!(
+            bearer_token(&headers(&["Bearer ab=="])).ok().flatten(),
+            Some("ab==")
+        );
         assert!(check_query(Some("x=1&access_token=abc")).is_err());
         assert!(check_query(Some("x=1&Access_Token=abc")).is_err());
         assert!(check_query(Some("x=1")).is_ok());

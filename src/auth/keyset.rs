@@ -159,14 +159,14 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
             other => return Err(format!("OKP curve {other:?} is not supported")),
         },
         "oct" => return Err("symmetric keys are never accepted".into()),
-        other => return Err(format!("kty '{other}' is not supported")),
+        other => return Err(format!("kty '{}' is not supported", printable(other))),
     };
     let algorithms = match str_member(obj, "alg")? {
         None => family,
         Some(alg) => {
             let alg: Algorithm = alg
                 .parse()
-                .map_err(|_| format!("alg '{alg}' is not supported"))?;
+                .map_err(|_| format!("alg '{}' is not supported", printable(alg)))?;
             if !ALLOWED_ALGS.contains(&alg) || !family.contains(&alg) {
                 return Err(format!("alg {alg:?} does not fit a {kty} key"));
             }
