@@ -1,0 +1,78 @@
+//! Log-output tests, in their own test binary: they install a process-wide subscriber, which
+//! a shared test process cannot give them (tracing caches each callsite's interest globally,
+//! so a thread-local subscriber misses events other test threads reached first).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+
+use halo_gateway::dev::issuer::JwksFault;
+
+use crate::support::TestEnv;
+
+/// Collects formatted log output in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+// One thread, so every task the gateway spawns logs into this test's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn failing_refreshes_log_once_per_state_change_not_per_attempt() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let env = TestEnv::start().await;
+    let token = env.token(None);
+    env.issuer.set_fault(JwksFault::Status(503));
+    for _ in 0..5 {
+        assert!(env.gateway.keys.refresh().await.result.is_err());
+        assert_eq!(
+            env.get("/api/v1/policies", Some(&token)).await.status(),
+            200
+        );
+    }
+    env.issuer.set_fault(JwksFault::Html);
+    for _ in 0..3 {
+        assert!(env.gateway.keys.refresh().await.result.is_err());
+    }
+    env.issuer.set_fault(JwksFault::None);
+    for _ in 0..3 {
+        assert!(env.gateway.keys.refresh().await.result.is_ok());
+    }
+    let log = captured.text();
+    let failures = log
+        .lines()
+        .filter(|l| l.contains("key refresh failed"))
+        .count();
+    assert_eq!(failures, 2, "one line for 503, one for HTML:\n{log}");
+    let recoveries = log
+        .lines()
+        .filter(|l| l.contains("signing keys loaded"))
+        .count();
+    assert_eq!(
+        recoveries, 2,
+        "one line for the first load, one for the recovery:\n{log}"
+    );
+}
