@@ -1,10 +1,6 @@
 //! Thin entry point: parse the CLI, load and validate configuration before binding anything,
 //! start logging, run. Exit codes: 0 ok, 1 runtime failure (issuer/ports), 2 configuration.
 
-/// mimalloc: measured faster than glibc malloc on the proxy path (see docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::Read as _;
 use std::process::ExitCode;
 
