@@ -95,17 +95,19 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         trusted_proxies: g.trusted_proxies.clone(),
         forward_authorization: g.forward_authorization,
     };
-    let state_for_worker = || -> Result<Arc<AppState>, StartError> {
-        Ok(Arc::new(AppState {
-            auth: auth.clone(),
-            upstream: Upstream::new(&g.upstream, g.upstream_timeout)
-                .map_err(StartError::Upstream)?,
-            metrics: metrics.clone(),
-            limits: limits.clone(),
-        }))
-    };
-    // Fail on a bad upstream before binding anything.
-    state_for_worker()?;
+    // One state per worker (each owns its upstream pool), built before anything is bound so a
+    // bad upstream fails start-up first.
+    let states = (0..g.workers)
+        .map(|_| {
+            Ok(Arc::new(AppState {
+                auth: auth.clone(),
+                upstream: Upstream::new(&g.upstream, g.upstream_timeout)
+                    .map_err(StartError::Upstream)?,
+                metrics: metrics.clone(),
+                limits: limits.clone(),
+            }))
+        })
+        .collect::<Result<Vec<_>, StartError>>()?;
 
     let public = bind(g.listen, "Gateway__Listen").await?;
     let admin_listener = bind(g.admin_listen, "Gateway__AdminListen").await?;
@@ -133,11 +135,10 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let shutdown = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(g.max_connections));
     let mut workers_done = Vec::with_capacity(g.workers);
-    for index in 0..g.workers {
+    for (index, state) in states.into_iter().enumerate() {
         let listener = public
             .try_clone()
             .map_err(bind_error("Gateway__Listen", g.listen))?;
-        let state = state_for_worker()?;
         let (done, done_rx) = oneshot::channel();
         let worker = Worker {
             listener,

@@ -257,7 +257,7 @@ impl Fetcher {
     ) -> Result<(StatusCode, HeaderMap, Bytes), FetchError> {
         let unreachable = |e: reqwest::Error| FetchError::Unreachable {
             url: url.to_string(),
-            reason: error_chain(&e),
+            reason: crate::error_chain(&e),
         };
         let mut request = self
             .client
@@ -305,18 +305,4 @@ fn max_age(headers: &HeaderMap) -> Option<Duration> {
                 .flatten()
         })
         .map(Duration::from_secs)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }

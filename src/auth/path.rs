@@ -6,6 +6,7 @@
 //! `\`, NUL and control characters (raw or encoded), malformed escapes, and `..` that would
 //! climb above the root.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A normalized, unambiguous request path (always starts with `/`).
@@ -133,14 +134,28 @@ impl NormalizedPath {
         self.path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                let bytes = percent_decode(s);
-                String::from_utf8_lossy(&bytes)
-                    .chars()
-                    .flat_map(char::to_uppercase)
-                    .collect()
-            })
+            .map(|s| match_key(s).into_owned())
             .collect()
+    }
+}
+
+/// One path segment as routes compare it: fully percent-decoded and Unicode upper-cased. Plain
+/// ASCII (the common case) skips the decode, and an already upper-case segment is borrowed.
+pub fn match_key(segment: &str) -> Cow<'_, str> {
+    if segment.bytes().all(|b| b.is_ascii() && b != b'%') {
+        if segment.bytes().any(|b| b.is_ascii_lowercase()) {
+            Cow::Owned(segment.to_ascii_uppercase())
+        } else {
+            Cow::Borrowed(segment)
+        }
+    } else {
+        let bytes = percent_decode(segment);
+        Cow::Owned(
+            String::from_utf8_lossy(&bytes)
+                .chars()
+                .flat_map(char::to_uppercase)
+                .collect(),
+        )
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use http::Method;
 
-use super::path::NormalizedPath;
+use super::path::{NormalizedPath, match_key};
 
 /// What a route demands of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,24 +162,6 @@ impl fmt::Display for RouteRule {
             RequiredRole::Role(r) => r,
         };
         write!(f, "{} {} {} -> {}", self.name, methods, self.pattern, role)
-    }
-}
-
-/// Upper-cases a path segment for matching. Plain ASCII (the common case) borrows nothing
-/// new beyond one small string; escapes and non-ASCII take the full decode.
-fn match_key(segment: &str) -> Cow<'_, str> {
-    if segment
-        .bytes()
-        .all(|b| b.is_ascii() && b != b'%' && !b.is_ascii_lowercase())
-    {
-        Cow::Borrowed(segment)
-    } else if segment.bytes().all(|b| b.is_ascii() && b != b'%') {
-        Cow::Owned(segment.to_ascii_uppercase())
-    } else {
-        let one = NormalizedPath::parse(&format!("/{segment}"))
-            .map(|p| p.match_segments().concat())
-            .unwrap_or_else(|_| segment.to_uppercase());
-        Cow::Owned(one)
     }
 }
 

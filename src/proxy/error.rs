@@ -79,24 +79,13 @@ impl ProxyError {
             }
             source = e.source();
         }
-        let detail = chain(error);
+        let detail = crate::error_chain(error);
         if error.is_connect() {
             Self::Connect(detail)
         } else {
             Self::Reset(detail)
         }
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl IntoResponse for ProxyError {
