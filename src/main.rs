@@ -1,7 +1,7 @@
 //! Thin entry point: parse the CLI, load and validate configuration before binding anything,
 //! start logging, run. Exit codes: 0 ok, 1 runtime failure (issuer/ports), 2 configuration.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -112,9 +112,10 @@ async fn dev(options: halo_gateway::dev::DevOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("{}", stack.walkthrough());
+    // A closed stdout (piped to `head`, a test that stopped reading) must not kill the stack.
+    let _ = writeln!(std::io::stdout(), "{}", stack.walkthrough());
     halo_gateway::server::shutdown_signal().await;
-    println!("stopping");
+    let _ = writeln!(std::io::stdout(), "stopping");
     stack.shutdown().await;
     ExitCode::SUCCESS
 }

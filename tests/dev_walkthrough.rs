@@ -51,6 +51,8 @@ async fn start_dev() -> (tokio::process::Child, HashMap<String, String>) {
     tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .expect("walkthrough printed");
+    // Keep draining stdout so the child never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, exports)
 }
 
