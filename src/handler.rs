@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, header};
@@ -61,11 +60,8 @@ struct Exchange {
     bytes_in: Arc<AtomicU64>,
 }
 
-pub async fn handle(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request<Body>,
-) -> Response {
+/// Checks, authorizes and forwards one request; every outcome is a response.
+pub async fn handle(state: &AppState, peer: SocketAddr, request: Request<Body>) -> Response {
     state.metrics.inflight.inc();
     let mut exchange = Exchange {
         started: Instant::now(),
@@ -84,7 +80,7 @@ pub async fn handle(
         upstream: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
     };
-    let response = match forward(&state, peer, request, &mut exchange).await {
+    let response = match forward(state, peer, request, &mut exchange).await {
         Ok(response) => response,
         Err(Rejection::Auth(e)) => {
             exchange.deny_reason = Some(e.reason.label());

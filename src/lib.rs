@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! client ──► public listener (server.rs: header timeout, limits, graceful shutdown)
-//!            └► middleware.rs: sensitive headers ► request id ► trace span
+//!            └► front.rs: sensitive headers ► request id ► trace span
 //!               └► handler.rs: method/Host/path checks
 //!                  └► auth/: route policy ► bearer token ► validate (keys from JWKS) ► role
 //!                     └► proxy/: rewrite headers ► stream body ► Halo upstream
@@ -18,10 +18,10 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod explain;
+pub mod front;
 pub mod handler;
 pub mod health;
 pub mod metrics;
-pub mod middleware;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;

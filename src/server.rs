@@ -21,8 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -30,7 +28,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower::Service;
 
 use crate::auth::Authenticator;
 use crate::auth::jwks::Fetcher;
@@ -38,10 +35,10 @@ use crate::auth::keys::KeyStore;
 use crate::auth::policy::Policy;
 use crate::auth::validate::Validator;
 use crate::config::{Config, GatewayConfig};
+use crate::front;
 use crate::handler::{AppState, RequestLimits};
 use crate::health::{AdminState, admin_app};
 use crate::metrics::Metrics;
-use crate::middleware::public_app;
 use crate::proxy::Upstream;
 
 /// A start-up failure; the message names the setting.
@@ -145,7 +142,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         let (done, done_rx) = oneshot::channel();
         let worker = Worker {
             listener,
-            app: public_app(state),
+            state,
             limits: g.clone(),
             permits: permits.clone(),
             shutdown: shutdown.clone(),
@@ -200,7 +197,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
 /// One event-loop thread of the public listener.
 struct Worker {
     listener: std::net::TcpListener,
-    app: Router,
+    state: Arc<AppState>,
     limits: GatewayConfig,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -223,7 +220,7 @@ impl Worker {
                 Ok(listener) => {
                     serve_public(
                         listener,
-                        self.app,
+                        self.state,
                         &self.limits,
                         self.permits,
                         self.shutdown,
@@ -301,7 +298,7 @@ pub async fn shutdown_signal() {
 
 async fn serve_public(
     listener: TcpListener,
-    app: Router,
+    state: Arc<AppState>,
     limits: &GatewayConfig,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -336,11 +333,9 @@ async fn serve_public(
             },
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let mut app = app.clone();
-            async move { app.call(request).await }
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            front::serve(state.clone(), peer, request)
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
