@@ -3,6 +3,7 @@
 #
 #   bash bench/profile.sh            # MODE=cached: one reused token (c)
 #   MODE=uncached bash bench/profile.sh   # TokenCacheSize=0, distinct tokens (d)
+#   MODE=nginx bash bench/profile.sh      # the nginx baseline (b), for comparison
 #
 # Needs perf (apt: linux-perf). Prints the top symbols (self time) of the gateway process and
 # keeps perf.data under $OUT (default /tmp/halo-profile-<mode>). The release binary has symbols
@@ -51,10 +52,23 @@ if [[ "$MODE" == uncached ]]; then
 else
     args=(-s "$BENCH_DIR/report.lua" -H "Authorization: Bearer $(head -1 "$OUT/tokens.txt")")
 fi
-wrk -t2 -c"$CONNECTIONS" -d3s "${args[@]}" "http://$HOST:$GW_PORT/api/v1/policies" >/dev/null
-perf record -F 1999 -o "$OUT/perf.data" -p "$GW" -- sleep "$DURATION" >/dev/null 2>&1 &
+TARGET_PORT=$GW_PORT TARGET_PIDS=$GW
+if [[ "$MODE" == nginx ]]; then
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    mkdir -p "$OUT"/nginx-{body,proxy,fastcgi,uwsgi,scgi}
+    sed -e "s|@RUN_DIR@|$OUT|g" -e "s|@UPSTREAM@|$HOST:$STUB_PORT|g" -e "s|@NGINX_LISTEN@|$HOST:$((BASE_PORT + 4))|g" \
+        "$BENCH_DIR/nginx.conf.template" >"$OUT/nginx.conf"
+    "$NGINX" -c "$OUT/nginx.conf" -p "$OUT" 2>>"$OUT/nginx-error.log" & PIDS+=("$!")
+    TARGET_PORT=$((BASE_PORT + 4))
+    wait_http "http://$HOST:$TARGET_PORT/api/v1/policies"
+    TARGET_PIDS=$(pgrep -P "${PIDS[-1]}" | paste -sd,)
+fi
+wrk -t2 -c"$CONNECTIONS" -d3s "${args[@]}" "http://$HOST:$TARGET_PORT/api/v1/policies" >/dev/null
+perf record -F 1999 -o "$OUT/perf.data" -p "$TARGET_PIDS" -- sleep "$DURATION" >/dev/null 2>&1 &
 PERF=$!
-wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "${args[@]}" "http://$HOST:$GW_PORT/api/v1/policies" | grep RESULT
+wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "${args[@]}" "http://$HOST:$TARGET_PORT/api/v1/policies" | grep RESULT
 wait "$PERF" || true
-perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -${TOP:-45} | tee "$OUT/top.txt"
+echo "CPU by binary (kernel = TCP/IP and syscalls; the rest is user space):"
+perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -6 | tee "$OUT/dso.txt"
+perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -E 's/ +$//' | head -"${TOP:-45}" | tee "$OUT/top.txt"
 echo "full report: perf report -i $OUT/perf.data --no-children --sort symbol"

@@ -112,7 +112,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # The numbers only mean something on an otherwise idle machine: measure the CPU already busy.
 cpu_busy() { # percent of all CPUs busy over 2 s
     local a b
-    a=($(head -1 /proc/stat)); sleep 2; b=($(head -1 /proc/stat))
+    read -ra a </proc/stat; sleep 2; read -ra b </proc/stat
     awk -v u=$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8])) \
         -v t=$((b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[4] - a[5] - a[6] - a[7] - a[8])) \
         'BEGIN {printf "%d", t ? 100 * u / t : 0}'
@@ -180,14 +180,29 @@ stop_gateway() {
     GW_PID=
 }
 
-declare -A R_RPS R_P50 R_P99 R_ERR
+# CPU time (user + system, clock ticks) used so far by the given processes.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+    local pid total=0
+    for pid in "$@"; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+
+declare -A R_RPS R_P50 R_P99 R_ERR R_CPU
 # run_wrk key url connections threads duration [wrk args...]
+# With CPU_PIDS set (space-separated), also records the proxy's CPU µs per request.
 run_wrk() {
     local key=$1 url=$2 conns=$3 threads=$4 dur=$5
     shift 5
     wrk -t"$threads" -c"$conns" -d"${WARMUP}s" --timeout 5s "$@" "$url" >/dev/null 2>&1 || true
-    local out
+    local out t0 t1
+    # shellcheck disable=SC2086
+    t0=$(cpu_ticks ${CPU_PIDS:-})
     out=$(wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 5s --latency "$@" "$url" 2>&1) || die "wrk failed: $out"
+    # shellcheck disable=SC2086
+    t1=$(cpu_ticks ${CPU_PIDS:-})
     echo "$out" >"$RUN_DIR/wrk-$key.txt"
     local line
     line=$(grep '^RESULT' <<<"$out") || die "no RESULT line from wrk: $out"
@@ -198,6 +213,13 @@ run_wrk() {
     sock=$(sed -E 's/.*socket_errors=([0-9]+).*/\1/' <<<"$line")
     non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$line")
     R_ERR[$key]=$((sock + non2xx))
+    local requests
+    requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
+    R_CPU[$key]=-
+    if [[ -n "${CPU_PIDS:-}" ]] && ((requests > 0)); then
+        R_CPU[$key]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
+        line="$line proxy_cpu_us_per_request=${R_CPU[$key]}"
+    fi
     printf '%-22s %s\n' "$key" "$line"
     if ((R_ERR[$key] > 0)); then echo "WARNING: $key had $sock socket errors and $non2xx non-2xx responses"; fi
 }
@@ -206,7 +228,7 @@ declare -A U_MBS U_HWM
 # upload key url size_label file [pid-for-peak-rss]
 run_upload() {
     local key=$1 url=$2 label=$3 file=$4 pid=${5:-}
-    local size rates=() hwm=0 i out code t up down
+    local size rates=() hwm=0 i out code t down
     size=$(stat -c %s "$file")
     for ((i = 0; i < UPLOAD_REPEAT; i++)); do
         [[ -n "$pid" ]] && reset_hwm "$pid"
@@ -217,7 +239,7 @@ run_upload() {
             out=$(curl -sS -o /dev/null -H 'Expect:' -H "Authorization: Bearer $TOKEN" \
                 -F "file=@$file;type=application/octet-stream" -w '%{http_code} %{time_total} %{size_upload} %{size_download}' "$url$UPLOAD_PATH")
         fi
-        read -r code t up down <<<"$out"
+        read -r code t _ down <<<"$out"
         [[ "$code" == 200 ]] || die "upload $key/$label: HTTP $code"
         if [[ "$UPLOAD_PATH" != /stub/sink && "$down" != "$size" ]]; then die "upload $key/$label: echoed $down bytes, sent $size"; fi
         rates+=("$(awk -v s="$size" -v t="$t" 'BEGIN {printf "%.0f", s / t / 1e6}')")
@@ -276,9 +298,10 @@ P="/api/v1/policies"
 AUTH=(-H "Authorization: Bearer $TOKEN")
 say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS"
 run_wrk a "http://$HOST:$STUB_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua"
-run_wrk b "http://$HOST:$NGINX_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua"
+NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
+CPU_PIDS=$NGINX_WORKER_PIDS run_wrk b "http://$HOST:$NGINX_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua"
 reset_hwm "$GW_PID"
-run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+CPU_PIDS=$GW_PID run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
 LOAD_HWM=$(kib "$GW_PID" VmHWM)
 
 say "GET $P, 1 connection, ${LOW_DURATION}s, wrk -t1"
@@ -310,14 +333,14 @@ stop_gateway
 # ---------------------------------------------------------------- (d) gateway, no token cache
 say "halo-gateway (TokenCacheSize=0: every request verifies its RS256 signature), $TOKENS distinct tokens"
 start_gateway uncached 0 warn
-run_wrk d "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/tokens.lua"
+CPU_PIDS=$GW_PID run_wrk d "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/tokens.lua"
 run_wrk d1 "http://$HOST:$GW_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/tokens.lua"
 stop_gateway
 
 if [[ "$MEASURE_INFO_LOG" == 1 ]]; then
     say "halo-gateway (TokenCacheSize=10000, LogLevel=info: JSON access log to /dev/null)"
     start_gateway info 10000 info
-    run_wrk c_info "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+    CPU_PIDS=$GW_PID run_wrk c_info "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
     stop_gateway
 fi
 
@@ -325,7 +348,7 @@ fi
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
 us_diff() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%+d", x - y}'; }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f", x / y}'; }
-row() { printf '| %s | %.0f | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(ms "${R_P50[$2]}")" "$(ms "${R_P99[$2]}")" "${R_ERR[$2]}"; }
+row() { printf '| %s | %.0f | %s | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(ms "${R_P50[$2]}")" "$(ms "${R_P99[$2]}")" "${R_CPU[$2]}" "${R_ERR[$2]}"; }
 
 TABLE=$RESULTS_DIR/latest.md
 {
@@ -336,8 +359,8 @@ TABLE=$RESULTS_DIR/latest.md
     echo
     echo "GET $P, $CONNECTIONS connections, ${DURATION} s, wrk -t$WRK_THREADS (load generator on the same 2 cores):"
     echo
-    echo "| target | req/s | p50 ms | p99 ms | errors |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| target | req/s | p50 ms | p99 ms | proxy CPU µs/request | errors |"
+    echo "|---|---:|---:|---:|---:|---:|"
     row "(a) direct to stub upstream" a
     row "(b) nginx plain proxy" b
     row "(c) halo-gateway, one reused token (cached)" c

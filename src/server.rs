@@ -41,6 +41,11 @@ use crate::health::{AdminState, admin_app};
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
 
+/// Largest read buffer per connection. Request bodies are read in chunks up to this size once
+/// reads fill the 8 KiB starting buffer; headers are limited separately by
+/// `Gateway__MaxHeaderBytes`.
+const UPLOAD_READ_BUFFER: usize = 256 * 1024;
+
 /// A start-up failure; the message names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -309,7 +314,8 @@ async fn serve_public(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_headers(limits.max_header_count)
-        .max_buf_size(limits.max_header_bytes);
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(UPLOAD_READ_BUFFER));
     loop {
         let permit = tokio::select! {
             biased;

@@ -43,7 +43,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         ));
     }
     let body = token.trim_end_matches('=');
-    if body.is_empty() || !body.bytes().all(is_b64token_char) {
+    // `fold` rather than `all`: no early exit, so the check over a ~1 KB token vectorizes.
+    if body.is_empty() || !body.bytes().fold(true, |ok, b| ok & is_b64token_char(b)) {
         return Err(AuthError::new(
             DenyReason::Malformed,
             "the bearer token contains characters outside the b64token syntax",
@@ -55,7 +56,13 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
 /// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`:
 /// this is the class before the trailing `=` padding.
 fn is_b64token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+    b.is_ascii_alphanumeric()
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
 }
 
 /// Whether a query string or urlencoded form carries a token parameter.
