@@ -10,6 +10,10 @@ use crate::config::LogFormat;
 /// Log lines the non-blocking writer holds before it drops new ones.
 const LOG_QUEUE_LINES: usize = 32_768;
 
+/// The writer thread batches queued lines into one write of up to this many bytes (it flushes
+/// whenever the queue is empty), instead of one `write(2)` per line.
+const LOG_WRITE_BUFFER: usize = 64 * 1024;
+
 /// Keeps the background log writer alive; logs written before it is dropped are flushed.
 pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
 
@@ -33,7 +37,10 @@ pub fn init(format: Option<LogFormat>, level: Option<&str>) -> LogGuard {
     // full load.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_QUEUE_LINES)
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_WRITE_BUFFER,
+            std::io::stdout(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
