@@ -321,6 +321,15 @@ async fn key_fetches_never_follow_a_redirect_to_another_origin() {
     );
 }
 
+/// Writes `request` as-is on a new connection to the gateway and returns the response head.
+async fn send_raw(env: &TestEnv, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("write");
+    read_response(&mut stream).await
+}
+
 async fn read_response(stream: &mut TcpStream) -> String {
     let mut buf = vec![0u8; 16 * 1024];
     let mut text = String::new();
@@ -365,30 +374,26 @@ async fn too_many_or_too_large_headers_get_431() {
     .await;
     let many: Vec<(String, String)> = (0..30).map(|i| (format!("x-h{i}"), "v".into())).collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
     let mut request = String::from("GET /api/v1/policies HTTP/1.1\r\nHost: x\r\n");
     for (k, v) in &many {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
     assert!(
-        read_response(&mut stream).await.starts_with("HTTP/1.1 431"),
+        send_raw(&env, request.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 431"),
         "header count"
     );
 
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
     let big = format!(
         "GET /api/v1/policies HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
     );
-    stream.write_all(big.as_bytes()).await.expect("write");
     assert!(
-        read_response(&mut stream).await.starts_with("HTTP/1.1 431"),
+        send_raw(&env, big.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 431"),
         "header size"
     );
 }
@@ -450,14 +455,12 @@ async fn trace_connect_and_unknown_methods_are_refused() {
             .await;
         assert_eq!(response.status, 405, "{method}");
     }
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
-    stream
-        .write_all(b"CONNECT halo.example:443 HTTP/1.1\r\nHost: halo.example:443\r\n\r\n")
-        .await
-        .expect("write");
-    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 405"));
+    let response = send_raw(
+        &env,
+        b"CONNECT halo.example:443 HTTP/1.1\r\nHost: halo.example:443\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 405"));
     assert!(env.upstream.requests().is_empty());
 }
 
@@ -465,14 +468,14 @@ async fn trace_connect_and_unknown_methods_are_refused() {
 async fn absolute_form_targets_never_choose_the_upstream() {
     let env = TestEnv::start().await;
     let token = env.token(None);
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
     let request = format!(
         "GET http://evil.example:1/api/v1/policies HTTP/1.1\r\nHost: evil.example:1\r\nAuthorization: Bearer {token}\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        send_raw(&env, request.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     let seen = env
         .upstream
         .last_request()
@@ -485,13 +488,9 @@ async fn missing_or_duplicate_host_is_400() {
     let env = TestEnv::start().await;
     let token = env.token(None);
     for head in ["Host: a\r\nHost: b\r\n", ""] {
-        let mut stream = TcpStream::connect(env.gateway.public_addr)
-            .await
-            .expect("connect");
         let request =
             format!("GET /api/v1/policies HTTP/1.1\r\n{head}Authorization: Bearer {token}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let response = read_response(&mut stream).await;
+        let response = send_raw(&env, request.as_bytes()).await;
         assert!(response.starts_with("HTTP/1.1 400"), "{head:?}: {response}");
     }
 }
@@ -499,14 +498,11 @@ async fn missing_or_duplicate_host_is_400() {
 #[tokio::test]
 async fn expect_continue_is_answered_only_after_the_token_is_accepted() {
     let env = TestEnv::start().await;
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
-    stream
-        .write_all(b"POST /api/v1/rebuild/file HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n")
-        .await
-        .expect("write");
-    let response = read_response(&mut stream).await;
+    let response = send_raw(
+        &env,
+        b"POST /api/v1/rebuild/file HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
     assert!(
         response.starts_with("HTTP/1.1 401"),
         "refused before any body is sent: {response}"
@@ -635,27 +631,19 @@ async fn upstream_bodies_pass_through_byte_exact_without_decompression() {
 async fn raw_utf8_paths_cannot_bypass_the_policy_and_are_forwarded_percent_encoded() {
     let env = TestEnv::start().await;
     let token = env.token(None);
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
     let mut request =
         b"POST /api/v1/licen\xC5\xBFe HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n".to_vec();
     request.extend_from_slice(format!("Authorization: Bearer {token}\r\n\r\n").as_bytes());
-    stream.write_all(&request).await.expect("write");
-    let response = read_response(&mut stream).await;
+    let response = send_raw(&env, &request).await;
     assert!(
         response.starts_with("HTTP/1.1 403"),
         "hyper passes raw UTF-8; the policy must still see 'license': {response}"
     );
     assert!(env.upstream.requests().is_empty());
 
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
     let mut request = b"GET /api/v1/policies/caf\xC3\xA9 HTTP/1.1\r\nHost: x\r\n".to_vec();
     request.extend_from_slice(format!("Authorization: Bearer {token}\r\n\r\n").as_bytes());
-    stream.write_all(&request).await.expect("write");
-    let response = read_response(&mut stream).await;
+    let response = send_raw(&env, &request).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert_eq!(
         env.upstream.last_request().expect("forwarded").target,

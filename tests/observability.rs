@@ -8,7 +8,7 @@ use halo_gateway::dev::upstream::StubUpstream;
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::support::{TestEnv, client, env_for, free_port, loopback, now, run_binary};
+use crate::support::{TestEnv, client, env_for, free_port, loopback, now, run_binary, send_bearer};
 
 /// Reads one sample `name{labels} value` from a text exposition.
 fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
@@ -36,12 +36,8 @@ async fn metrics_count_a_scripted_mix_of_requests() {
         401
     );
     assert_eq!(
-        env.http
-            .post(env.url("/api/v1/license"))
-            .bearer_auth(&user)
-            .send()
+        env.send(reqwest::Method::POST, "/api/v1/license", Some(&user))
             .await
-            .expect("sent")
             .status(),
         403
     );
@@ -235,21 +231,25 @@ async fn the_access_log_has_one_line_per_request_and_never_the_token() {
     let token = issuer.token_for(&issuer.clients()[1]);
     let base = format!("http://{listen}");
     assert_eq!(
-        http.get(format!("{base}/api/v1/policies"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("sent")
-            .status(),
+        send_bearer(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/api/v1/policies"),
+            &token
+        )
+        .await
+        .status(),
         200
     );
     assert_eq!(
-        http.post(format!("{base}/api/v1/license"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("sent")
-            .status(),
+        send_bearer(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/api/v1/license"),
+            &token
+        )
+        .await
+        .status(),
         403
     );
     assert_eq!(
@@ -265,12 +265,14 @@ async fn the_access_log_has_one_line_per_request_and_never_the_token() {
     let mut garbled = token.clone();
     garbled.push('x');
     assert_eq!(
-        http.get(format!("{base}/api/v1/policies"))
-            .bearer_auth(&garbled)
-            .send()
-            .await
-            .expect("sent")
-            .status(),
+        send_bearer(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/api/v1/policies"),
+            &garbled
+        )
+        .await
+        .status(),
         401
     );
     // Stop it as Kubernetes does: SIGTERM, graceful drain, logs flushed.

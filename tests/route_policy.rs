@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{TestEnv, now};
+use crate::support::{TestEnv, now, send_bearer};
 
 #[tokio::test]
 async fn every_admin_only_row_needs_admin() {
@@ -128,11 +128,8 @@ async fn role_claim_as_string_array_or_missing() {
         let http = env.http.clone();
         let url = env.url("/api/v1/license");
         async move {
-            http.post(url)
-                .bearer_auth(token)
-                .send()
+            send_bearer(&http, reqwest::Method::POST, url, &token)
                 .await
-                .expect("sent")
                 .status()
                 .as_u16()
         }
@@ -167,20 +164,20 @@ async fn a_custom_role_claim_and_default_role_are_honoured() {
     let mut claims = env.claims();
     claims["groups"] = json!(["Admin"]);
     let response = env
-        .http
-        .post(env.url("/api/v1/license"))
-        .bearer_auth(env.issuer.sign(&claims))
-        .send()
-        .await
-        .expect("sent");
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/license",
+            Some(&env.issuer.sign(&claims)),
+        )
+        .await;
     assert_eq!(response.status(), 201);
     let response = env
-        .http
-        .post(env.url("/api/v1/license"))
-        .bearer_auth(env.issuer.sign(&env.claims()))
-        .send()
-        .await
-        .expect("sent");
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/license",
+            Some(&env.issuer.sign(&env.claims())),
+        )
+        .await;
     assert_eq!(response.status(), 201, "no claim -> DefaultRole Admin");
 }
 
@@ -258,34 +255,26 @@ async fn the_rule_table_is_configurable_through_the_environment() {
     .await;
     let user = env.token(None);
     let response = env
-        .http
-        .put(env.url("/api/v1/policies/default"))
-        .bearer_auth(&user)
-        .send()
-        .await
-        .expect("sent");
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/policies/default",
+            Some(&user),
+        )
+        .await;
     assert_eq!(response.status(), 403);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["error"], "OpsRoleMissing");
     let ops = env.token(Some("Ops"));
     assert_eq!(
-        env.http
-            .put(env.url("/api/v1/policies/default"))
-            .bearer_auth(&ops)
-            .send()
+        env.send(reqwest::Method::PUT, "/api/v1/policies/default", Some(&ops))
             .await
-            .expect("sent")
             .status(),
         200
     );
     // The configured table replaces Halo's: license writes are now any-token.
     assert_eq!(
-        env.http
-            .post(env.url("/api/v1/license"))
-            .bearer_auth(&user)
-            .send()
+        env.send(reqwest::Method::POST, "/api/v1/license", Some(&user))
             .await
-            .expect("sent")
             .status(),
         201
     );

@@ -124,7 +124,17 @@ impl TestEnv {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut request = self.http.get(self.url(path));
+        self.send(reqwest::Method::GET, path, token).await
+    }
+
+    /// Sends a request without a body to the gateway, with the bearer token if given.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -142,6 +152,20 @@ impl TestEnv {
         )
         .await
     }
+}
+
+/// Sends `method url` without a body and with a bearer token, for tests without a [`TestEnv`].
+pub async fn send_bearer(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: impl reqwest::IntoUrl,
+    token: &str,
+) -> reqwest::Response {
+    http.request(method, url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request sent")
 }
 
 pub fn client() -> reqwest::Client {
