@@ -39,12 +39,14 @@ pub async fn serve(
     let headers = request.headers_mut();
     mark_sensitive(headers);
     let request_id = request_id(headers);
-    let span = tracing::debug_span!("request", request_id = request_id.to_str().unwrap_or("-"));
+    // Visible ASCII by construction (a checked client id or a UUID), so never "-" in practice.
+    let id = request_id.to_str().unwrap_or("-");
+    let span = tracing::debug_span!("request", request_id = id);
     // Boxed: hyper keeps one slot for the service future per connection for the connection's
     // whole life, so an inline handler future (several KiB) would make every idle keep-alive
     // connection that much bigger (measured: +2.7 KiB each, 5,000 idle connections 98 -> 112 MiB).
     let mut response =
-        Box::pin(handle(&state, peer, request.map(Body::new)).instrument(span)).await;
+        Box::pin(handle(&state, peer, id, request.map(Body::new)).instrument(span)).await;
     if !response.headers().contains_key(X_REQUEST_ID) {
         response.headers_mut().insert(X_REQUEST_ID, request_id);
     }

@@ -22,7 +22,7 @@ use crate::auth::validate::VerifiedToken;
 use crate::auth::{AuthError, Authenticator, DenyReason, extract};
 use crate::metrics::{KindLabels, Metrics, RequestLabels, RouteLabels};
 use crate::proxy::body::{RequestBody, ResponseBody};
-use crate::proxy::headers::{self, ClientInfo, X_REQUEST_ID};
+use crate::proxy::headers::{self, ClientInfo};
 use crate::proxy::{ProxyError, Upstream};
 
 /// Largest urlencoded form read to look for a token in it (RFC 6750 §2.2 is refused).
@@ -60,17 +60,18 @@ struct Exchange {
     bytes_in: Arc<AtomicU64>,
 }
 
-/// Checks, authorizes and forwards one request; every outcome is a response.
-pub async fn handle(state: &AppState, peer: SocketAddr, request: Request<Body>) -> Response {
+/// Checks, authorizes and forwards one request; every outcome is a response. `request_id` is
+/// the id [`crate::front`] settled on (also in the request's `X-Request-Id`).
+pub async fn handle(
+    state: &AppState,
+    peer: SocketAddr,
+    request_id: &str,
+    request: Request<Body>,
+) -> Response {
     state.metrics.inflight.inc();
     let mut exchange = Exchange {
         started: Instant::now(),
-        request_id: request
-            .headers()
-            .get(X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned(),
+        request_id: request_id.to_owned(),
         method: method_label(request.method()),
         path: "-".to_owned(),
         query: request.uri().query().map(redact_query),
