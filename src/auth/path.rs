@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use percent_encoding::{percent_decode_str, percent_encode_byte};
+
 /// A normalized, unambiguous request path (always starts with `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath {
@@ -30,14 +32,6 @@ pub enum PathError {
     BadEscape,
     #[error("the request path climbs above the root with '..'")]
     EscapesRoot,
-}
-
-/// Appends `%XX` with upper-case hex (RFC 3986 §6.2.2.1).
-fn push_escape(out: &mut String, byte: u8) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.push('%');
-    out.push(char::from(HEX[usize::from(byte >> 4)]));
-    out.push(char::from(HEX[usize::from(byte & 0xf)]));
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -79,7 +73,7 @@ impl NormalizedPath {
                         b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                         0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
                         v if is_unreserved(v) => decoded.push(char::from(v)),
-                        v => push_escape(&mut decoded, v),
+                        v => decoded.push_str(percent_encode_byte(v)),
                     }
                     i += 3;
                 }
@@ -88,7 +82,7 @@ impl NormalizedPath {
                 0x80.. => {
                     // Raw non-ASCII (http::Uri lets UTF-8 through): percent-encode it, as
                     // RFC 3986 requires, so the forwarded path is ASCII and means the same.
-                    push_escape(&mut decoded, b);
+                    decoded.push_str(percent_encode_byte(b));
                     i += 1;
                 }
                 _ => {
@@ -149,35 +143,14 @@ pub fn match_key(segment: &str) -> Cow<'_, str> {
             Cow::Borrowed(segment)
         }
     } else {
-        let bytes = percent_decode(segment);
         Cow::Owned(
-            String::from_utf8_lossy(&bytes)
+            percent_decode_str(segment)
+                .decode_utf8_lossy()
                 .chars()
                 .flat_map(char::to_uppercase)
                 .collect(),
         )
     }
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
 }
 
 impl fmt::Display for NormalizedPath {
