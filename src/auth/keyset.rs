@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
+use aws_lc_rs::signature::{
+    self as sig, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents, VerificationAlgorithm,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
@@ -173,9 +175,10 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
             vec![alg]
         }
     };
-    // The public key in the form aws-lc parses: PKCS#1 DER, an uncompressed EC point, raw Ed25519.
+    // RSA keys are built from n/e by aws-lc; EC and Ed25519 keys are parsed from their
+    // bytes (an uncompressed point, raw Ed25519).
     let public = match kty {
-        "RSA" => rsa_public_der(obj)?,
+        "RSA" => PublicKey::Rsa(rsa_components(obj)?),
         "EC" => {
             let x = b64_member(obj, "x")?;
             let y = b64_member(obj, "y")?;
@@ -187,20 +190,24 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
             if x.len() != size || y.len() != size {
                 return Err("EC coordinates have the wrong length".into());
             }
-            [&[0x04][..], &x, &y].concat()
+            PublicKey::Bytes([&[0x04][..], &x, &y].concat())
         }
         _ => {
             let x = b64_member(obj, "x")?;
             if x.len() != 32 {
                 return Err("Ed25519 key has the wrong length".into());
             }
-            x
+            PublicKey::Bytes(x)
         }
     };
     let verifiers = algorithms
         .iter()
         .map(|alg| {
-            ParsedPublicKey::new(verification_algorithm(*alg), &public)
+            let parsed = match &public {
+                PublicKey::Rsa(components) => components.to_parsed_public_key(rsa_parameters(*alg)),
+                PublicKey::Bytes(bytes) => ParsedPublicKey::new(curve_algorithm(*alg), bytes),
+            };
+            parsed
                 .map(|key| (*alg, key))
                 .map_err(|e| format!("the key is rejected by the crypto library ({e})"))
         })
@@ -212,24 +219,36 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
     }))
 }
 
-/// aws-lc's verification algorithm for a JWS `alg` (RFC 7518 §3): ECDSA signatures are the
-/// fixed-size `r || s` form.
-fn verification_algorithm(alg: Algorithm) -> &'static dyn VerificationAlgorithm {
+/// A JWK's public key, checked, before aws-lc parses it once per allowed algorithm.
+enum PublicKey {
+    Rsa(RsaPublicKeyComponents<Vec<u8>>),
+    Bytes(Vec<u8>),
+}
+
+/// aws-lc's RSA parameters for a JWS `alg` (RFC 7518 §3.3, §3.5).
+fn rsa_parameters(alg: Algorithm) -> &'static RsaParameters {
     match alg {
         Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
         Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
         Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
         Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
         Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
-        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
-        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
-        Algorithm::EdDSA => &sig::ED25519,
         _ => &sig::RSA_PKCS1_2048_8192_SHA256,
     }
 }
 
-/// Checks an RSA JWK's size and exponent and returns its PKCS#1 `RSAPublicKey` DER.
-fn rsa_public_der(obj: &Map<String, Value>) -> Result<Vec<u8>, String> {
+/// aws-lc's algorithm for an EC or Ed25519 JWS `alg`: ECDSA signatures are the fixed-size
+/// `r || s` form (RFC 7518 §3.4).
+fn curve_algorithm(alg: Algorithm) -> &'static dyn VerificationAlgorithm {
+    match alg {
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        _ => &sig::ECDSA_P256_SHA256_FIXED,
+    }
+}
+
+/// Checks an RSA JWK's size and exponent and returns its components without leading zeros.
+fn rsa_components(obj: &Map<String, Value>) -> Result<RsaPublicKeyComponents<Vec<u8>>, String> {
     let n = b64_member(obj, "n")?;
     let e = b64_member(obj, "e")?;
     let n = strip_leading_zeros(&n);
@@ -248,36 +267,10 @@ fn rsa_public_der(obj: &Map<String, Value>) -> Result<Vec<u8>, String> {
     if exponent < 3 || exponent % 2 == 0 {
         return Err(format!("RSA exponent {exponent} is even or under 3"));
     }
-    let body = [der_integer(n), der_integer(e)].concat();
-    Ok([der_header(0x30, body.len()), body].concat())
-}
-
-/// A DER INTEGER for an unsigned big-endian value without leading zeros.
-fn der_integer(value: &[u8]) -> Vec<u8> {
-    let pad = value.first().is_some_and(|b| b & 0x80 != 0);
-    let len = value.len() + usize::from(pad);
-    let mut out = der_header(0x02, len);
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(value);
-    out
-}
-
-fn der_header(tag: u8, len: usize) -> Vec<u8> {
-    let mut out = vec![tag];
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out
+    Ok(RsaPublicKeyComponents {
+        n: n.to_vec(),
+        e: e.to_vec(),
+    })
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
