@@ -2,7 +2,9 @@
 //!
 //! Each check is printed with pass/fail and, on failure, the fix from Halo's troubleshooting
 //! guide. The verdict (and the exit code) comes from the gateway's own [`Validator`] and route
-//! [`Policy`], so it cannot drift from what `serve` does. The signature is never printed;
+//! [`Policy`], so it cannot drift from what `serve` does; the issuer, audience, expiry and
+//! not-before lines ask the same `Validator` checks and only add the detail. The signature is
+//! never printed;
 //! claims only with `--show-claims`.
 
 use std::fmt::Write as _;
@@ -282,7 +284,7 @@ async fn explain_decoded(
     }
     let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
     match string("iss") {
-        Some(iss) if config.auth.valid_issuers.contains(&iss) => {
+        Some(iss) if validator.check_issuer(&iss).is_ok() => {
             report.pass("issuer", &format!("iss '{}' is accepted", sanitize(&iss)))
         }
         Some(iss) => {
@@ -318,10 +320,7 @@ async fn explain_decoded(
             .collect(),
         _ => Vec::new(),
     };
-    if audiences
-        .iter()
-        .any(|a| config.auth.valid_audiences.contains(a))
-    {
+    if validator.check_audiences(&audiences).is_ok() {
         report.pass(
             "audience",
             &format!("aud {audiences:?} includes an accepted audience"),
@@ -336,9 +335,8 @@ async fn explain_decoded(
             &fix_for(DenyReason::WrongAudience, config),
         );
     }
-    let skew = config.auth.clock_skew.as_secs_f64();
     match claims.get("exp").and_then(Value::as_f64) {
-        Some(exp) if now > exp + skew => report.fail(
+        Some(exp) if validator.check_expiry(exp, now).is_err() => report.fail(
             "expiry",
             &format!("expired {:.0} s ago", now - exp),
             &fix_for(DenyReason::Expired, config),
@@ -351,7 +349,7 @@ async fn explain_decoded(
         ),
     }
     if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64) {
-        if nbf > now + skew {
+        if validator.check_not_before(nbf, now).is_err() {
             report.fail(
                 "not before",
                 &format!("valid only in {:.0} s", nbf - now),

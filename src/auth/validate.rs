@@ -372,28 +372,8 @@ impl Validator {
                 ),
             ));
         }
-        if !self.issuers.contains(&token.issuer) {
-            return Err(AuthError::new(
-                DenyReason::WrongIssuer,
-                format!(
-                    "the issuer {} is not accepted (expected {})",
-                    quote(&token.issuer),
-                    quote(&self.issuers[0])
-                ),
-            ));
-        }
-        if !token.audiences.iter().any(|a| self.audiences.contains(a)) {
-            let shown = token
-                .audiences
-                .iter()
-                .map(|a| quote(a))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(AuthError::new(
-                DenyReason::WrongAudience,
-                format!("the audience {shown} is not accepted"),
-            ));
-        }
+        self.check_issuer(&token.issuer)?;
+        self.check_audiences(&token.audiences)?;
         if claims.contains_key("cnf") {
             return Err(AuthError::new(
                 DenyReason::SenderConstrained,
@@ -403,20 +383,66 @@ impl Validator {
         Ok(token)
     }
 
+    /// `iss` is one of the accepted issuers (exact match).
+    pub fn check_issuer(&self, issuer: &str) -> Result<(), AuthError> {
+        if self.issuers.iter().any(|i| i == issuer) {
+            return Ok(());
+        }
+        Err(AuthError::new(
+            DenyReason::WrongIssuer,
+            format!(
+                "the issuer {} is not accepted (expected {})",
+                quote(issuer),
+                quote(&self.issuers[0])
+            ),
+        ))
+    }
+
+    /// At least one of the token's audiences is accepted.
+    pub fn check_audiences(&self, audiences: &[String]) -> Result<(), AuthError> {
+        if audiences.iter().any(|a| self.audiences.contains(a)) {
+            return Ok(());
+        }
+        let shown = audiences
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(AuthError::new(
+            DenyReason::WrongAudience,
+            format!("the audience {shown} is not accepted"),
+        ))
+    }
+
     /// `exp` and `nbf` against `now`, with the clock skew.
     pub fn check_times(&self, token: &VerifiedToken, now: f64) -> Result<(), AuthError> {
-        if now > token.expires_at + self.skew {
+        self.check_expiry(token.expires_at, now)?;
+        match token.not_before {
+            Some(nbf) => self.check_not_before(nbf, now),
+            None => Ok(()),
+        }
+    }
+
+    /// `exp` against `now`, with the clock skew.
+    pub fn check_expiry(&self, expires_at: f64, now: f64) -> Result<(), AuthError> {
+        if now > expires_at + self.skew {
             return Err(AuthError::new(
                 DenyReason::Expired,
-                format!("the token expired {:.0} s ago", now - token.expires_at),
+                format!("the token expired {:.0} s ago", now - expires_at),
             ));
         }
-        if let Some(nbf) = token.not_before
-            && nbf > now + self.skew
-        {
+        Ok(())
+    }
+
+    /// `nbf` against `now`, with the clock skew.
+    pub fn check_not_before(&self, not_before: f64, now: f64) -> Result<(), AuthError> {
+        if not_before > now + self.skew {
             return Err(AuthError::new(
                 DenyReason::NotYetValid,
-                format!("the token is not valid for another {:.0} s", nbf - now),
+                format!(
+                    "the token is not valid for another {:.0} s",
+                    not_before - now
+                ),
             ));
         }
         Ok(())
