@@ -129,7 +129,9 @@ async fn explain(file: Option<std::path::PathBuf>, args: ExplainArgs) -> ExitCod
         Some(token) => token,
         None => {
             let mut text = String::new();
-            if std::io::Read::read_to_string(&mut std::io::stdin().take(1 << 20), &mut text)
+            if std::io::stdin()
+                .take(1 << 20)
+                .read_to_string(&mut text)
                 .is_err()
             {
                 eprintln!("error: cannot read the token from standard input");
