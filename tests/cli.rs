@@ -1,9 +1,8 @@
 //! `check-config` and the thin binary's exit codes.
 
-use halo_gateway::dev::issuer::{Issuer, IssuerOptions};
 use tokio::process::Command;
 
-use crate::support::{env_for, loopback, run_binary};
+use crate::support::{env_for, run_binary, start_issuer};
 
 async fn check_config(vars: Vec<(String, String)>) -> (i32, String) {
     run_binary(&["check-config"], vars).await
@@ -11,9 +10,7 @@ async fn check_config(vars: Vec<(String, String)>) -> (i32, String) {
 
 #[tokio::test]
 async fn check_config_prints_settings_and_fetches_keys_once() {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
+    let issuer = start_issuer().await;
     let (code, out) = check_config(env_for(
         issuer.url(),
         "http://user:s3cret@halo-api:8080",
@@ -44,9 +41,7 @@ async fn check_config_names_the_missing_setting_with_exit_2() {
 
 #[tokio::test]
 async fn check_config_names_the_failing_url_with_exit_1() {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
+    let issuer = start_issuer().await;
     let url = issuer.url().to_owned();
     issuer.stop();
     let (code, out) = check_config(env_for(&url, "http://halo", &[])).await;

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use halo_gateway::dev::issuer::{Issuer, IssuerOptions, JwksFault};
-use halo_gateway::dev::upstream::{StubUpstream, raw_upstream};
+use halo_gateway::dev::upstream::raw_upstream;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{TestEnv, challenge, client, config_for, loopback, now, raw_request};
+use crate::support::{
+    TestEnv, challenge, client, config_for, now, raw_request, start_issuer, start_stub,
+};
 
 async fn status_of(env: &TestEnv, token: &str) -> (u16, String) {
     let response = env.get("/api/v1/policies", Some(token)).await;
@@ -264,10 +266,8 @@ async fn a_jwk_alg_binds_the_key_to_that_algorithm() {
 
 #[tokio::test]
 async fn a_jwks_uri_on_another_host_needs_to_be_allowed() {
-    let upstream = StubUpstream::start(loopback()).await.expect("stub");
-    let probe = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
+    let upstream = start_stub().await;
+    let probe = start_issuer().await;
     let port = probe.addr().port();
     drop(probe);
     let jwks_uri = format!("http://localhost:{port}/oauth2/default/v1/keys");
@@ -307,9 +307,7 @@ async fn a_jwks_uri_on_another_host_needs_to_be_allowed() {
 #[tokio::test]
 async fn key_fetches_never_follow_a_redirect_to_another_origin() {
     let env = TestEnv::start().await;
-    let other = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("other issuer");
+    let other = start_issuer().await;
     env.issuer
         .set_fault(JwksFault::Redirect(format!("{}/v1/keys", other.url())));
     let outcome = env.gateway.keys.refresh().await;
@@ -561,9 +559,7 @@ async fn request_bodies_over_the_limit_get_413_declared_or_streamed() {
 }
 
 async fn gateway_in_front_of(raw: &'static [u8]) -> (u16, Issuer) {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
+    let issuer = start_issuer().await;
     let (addr, _task) = raw_upstream(raw).await.expect("raw upstream");
     let gateway = halo_gateway::start(&config_for(issuer.url(), &format!("http://{addr}"), &[]))
         .await
@@ -603,9 +599,7 @@ async fn upstream_bodies_pass_through_byte_exact_without_decompression() {
     )
     .await;
     assert_eq!(status, 200);
-    let issuer = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
+    let issuer = start_issuer().await;
     let (addr, _task) = raw_upstream(
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\n\x1f\x8b\x08\x00",
     )

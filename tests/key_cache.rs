@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halo_gateway::dev::issuer::{Issuer, IssuerOptions, JwksFault};
-use halo_gateway::dev::upstream::StubUpstream;
 use serde_json::json;
 
-use crate::support::{TestEnv, client, config_for, eventually, loopback, now, send_bearer};
+use crate::support::{
+    TestEnv, client, config_for, eventually, loopback, now, send_bearer, start_issuer, start_stub,
+};
 
 #[tokio::test]
 async fn keys_are_discovered_from_openid_configuration_before_serving() {
@@ -66,7 +67,7 @@ async fn an_explicit_metadata_address_is_used() {
     )
     .await
     .expect("issuer");
-    let upstream = StubUpstream::start(loopback()).await.expect("stub");
+    let upstream = start_stub().await;
     let metadata = format!("{}/.well-known/oauth-authorization-server", issuer.url());
     let config = config_for(
         issuer.url(),
@@ -83,10 +84,8 @@ async fn an_explicit_metadata_address_is_used() {
 
 #[tokio::test]
 async fn issuer_mismatch_in_metadata_keeps_the_gateway_not_ready() {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
-    let upstream = StubUpstream::start(loopback()).await.expect("stub");
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
     let config = config_for(
         issuer.url(),
         &upstream.url(),
@@ -240,10 +239,8 @@ fn base64_url(text: &str) -> String {
 
 #[tokio::test]
 async fn issuer_down_at_start_then_up_becomes_ready_without_restart() {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
-    let upstream = StubUpstream::start(loopback()).await.expect("stub");
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
     issuer.stop();
     let gateway = halo_gateway::start(&config_for(issuer.url(), &upstream.url(), &[]))
         .await

@@ -3,12 +3,13 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use halo_gateway::dev::issuer::{Issuer, IssuerOptions};
-use halo_gateway::dev::upstream::StubUpstream;
+use halo_gateway::dev::issuer::Issuer;
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::support::{TestEnv, client, env_for, free_port, loopback, now, run_binary, send_bearer};
+use crate::support::{
+    TestEnv, client, env_for, free_port, now, run_binary, send_bearer, start_issuer, start_stub,
+};
 
 /// Reads one sample `name{labels} value` from a text exposition.
 fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
@@ -187,10 +188,8 @@ async fn request_ids_are_made_kept_forwarded_and_bounded() {
 
 #[tokio::test]
 async fn the_access_log_has_one_line_per_request_and_never_the_token() {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
-    let upstream = StubUpstream::start(loopback()).await.expect("stub");
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
     let (port, admin) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{port}");
     let admin_listen = format!("127.0.0.1:{admin}");
@@ -339,9 +338,7 @@ async fn explain(issuer: &Issuer, token: &str, extra: &[&str]) -> (i32, String) 
 
 #[tokio::test]
 async fn explain_names_each_failure_with_its_fix_and_exit_code() {
-    let issuer = Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
+    let issuer = start_issuer().await;
     let user = issuer.clients()[1].clone();
     let admin = issuer.clients()[0].clone();
     let base = issuer.claims_for(&user, &["halo.api"]);

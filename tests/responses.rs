@@ -1,9 +1,8 @@
 //! Every row of the README's responses table, over real sockets.
 
-use halo_gateway::dev::issuer::IssuerOptions;
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, challenge, config_for, loopback, now};
+use crate::support::{TestEnv, challenge, config_for, now, start_issuer, start_stub};
 
 async fn body(response: reqwest::Response) -> Value {
     response.json().await.expect("JSON body")
@@ -196,12 +195,8 @@ async fn admin_route_without_admin_role_is_403_admin_role_missing() {
 
 #[tokio::test]
 async fn keys_unavailable_is_503_with_retry_after_never_401() {
-    let issuer = halo_gateway::dev::issuer::Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
-    let upstream = halo_gateway::dev::upstream::StubUpstream::start(loopback())
-        .await
-        .expect("stub");
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
     issuer.stop();
     let gateway = halo_gateway::start(&config_for(issuer.url(), &upstream.url(), &[]))
         .await
@@ -231,9 +226,7 @@ async fn keys_unavailable_is_503_with_retry_after_never_401() {
 
 #[tokio::test]
 async fn upstream_refusing_connections_is_502() {
-    let issuer = halo_gateway::dev::issuer::Issuer::start(loopback(), IssuerOptions::default())
-        .await
-        .expect("issuer");
+    let issuer = start_issuer().await;
     // A port that was just free: nothing listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

@@ -59,6 +59,18 @@ pub fn config_for(issuer: &str, upstream: &str, extra: &[(&str, &str)]) -> Confi
         .expect("valid test configuration")
 }
 
+/// The embedded issuer with default options, on loopback.
+pub async fn start_issuer() -> Issuer {
+    Issuer::start(loopback(), IssuerOptions::default())
+        .await
+        .expect("issuer starts")
+}
+
+/// The stub Halo API, on loopback.
+pub async fn start_stub() -> StubUpstream {
+    StubUpstream::start(loopback()).await.expect("stub starts")
+}
+
 /// Issuer + stub + gateway.
 pub struct TestEnv {
     pub issuer: Issuer,
@@ -80,7 +92,7 @@ impl TestEnv {
         let issuer = Issuer::start(loopback(), options)
             .await
             .expect("issuer starts");
-        let upstream = StubUpstream::start(loopback()).await.expect("stub starts");
+        let upstream = start_stub().await;
         let config = config_for(issuer.url(), &upstream.url(), extra);
         let gateway = halo_gateway::start(&config).await.expect("gateway starts");
         Self {
