@@ -319,11 +319,16 @@ async fn key_fetches_never_follow_a_redirect_to_another_origin() {
     );
 }
 
+/// A new raw connection to the gateway's public listener.
+async fn connect(env: &TestEnv) -> TcpStream {
+    TcpStream::connect(env.gateway.public_addr)
+        .await
+        .expect("connect")
+}
+
 /// Writes `request` as-is on a new connection to the gateway and returns the response head.
 async fn send_raw(env: &TestEnv, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(env).await;
     stream.write_all(request).await.expect("write");
     read_response(&mut stream).await
 }
@@ -343,9 +348,7 @@ async fn read_response(stream: &mut TcpStream) -> String {
 #[tokio::test]
 async fn a_slowloris_connection_is_closed_after_the_header_read_timeout() {
     let env = TestEnv::with_settings(&[("Gateway__HeaderReadTimeout", "1")]).await;
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&env).await;
     stream
         .write_all(b"GET /api/v1/policies HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
@@ -399,9 +402,7 @@ async fn too_many_or_too_large_headers_get_431() {
 #[tokio::test]
 async fn the_connection_cap_holds_further_connections_back() {
     let env = TestEnv::with_settings(&[("Gateway__MaxConnections", "1")]).await;
-    let first = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
+    let first = connect(&env).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let token = env.token(None);
     let request = format!(
@@ -429,9 +430,7 @@ async fn the_connection_cap_holds_further_connections_back() {
 async fn a_stalled_request_body_is_cut_off() {
     let env = TestEnv::with_settings(&[("Gateway__BodyIdleTimeout", "1")]).await;
     let token = env.token(None);
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&env).await;
     let head = format!(
         "POST /stub/sink HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\n"
     );
@@ -507,9 +506,7 @@ async fn expect_continue_is_answered_only_after_the_token_is_accepted() {
     );
 
     let token = env.token(None);
-    let mut stream = TcpStream::connect(env.gateway.public_addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&env).await;
     let head = format!(
         "POST /stub/sink HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
     );
