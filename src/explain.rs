@@ -14,13 +14,14 @@ use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::{Map, Value};
 
 use crate::auth::Authenticator;
-use crate::auth::error::{AuthError, DenyReason, sanitize};
+use crate::auth::error::{AuthError, DenyReason};
 use crate::auth::jwks::Fetcher;
 use crate::auth::keys::{KeyLookup, KeyStore};
-use crate::auth::path::NormalizedPath;
 use crate::auth::policy::Policy;
 use crate::auth::validate::{Validator, decode, unix_now};
 use crate::config::Config;
+use crate::http::path::NormalizedPath;
+use crate::http::text::sanitize;
 use crate::metrics::Metrics;
 
 /// What to explain.

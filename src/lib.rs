@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! client ──► public listener (server.rs: header timeout, limits, graceful shutdown)
-//!            └► front.rs: sensitive headers ► request id ► trace span
-//!               └► handler.rs: method/Host/path checks
-//!                  └► auth/: route policy ► bearer token ► validate (keys from JWKS) ► role
-//!                     └► proxy/: rewrite headers ► stream body ► Halo upstream
+//!            └► middleware/: the tower stack, ordered in middleware::public_stack
+//!               sensitive headers ► request id ► span ► access log ► request checks
+//!               └► auth/ (AuthLayer): route policy ► bearer token ► validate (keys from JWKS) ► role
+//!                  └► body limit ► proxy/ (ProxyService): rewrite headers ► stream ► Halo
 //! client ◄── response streamed back untouched (hop-by-hop headers removed), access log at end
 //!
 //! admin listener (health.rs): /healthz /readyz /metrics
+//! http/: helpers below both auth and proxy (normalized path, safe text, JSON errors, bodies)
 //! dev/: the embedded Okta-like issuer and stub Halo used by `halo-gateway dev` and the tests
 //! ```
 
@@ -17,11 +18,12 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dev;
+mod error;
 pub mod explain;
-pub mod front;
-pub mod handler;
 pub mod health;
+pub mod http;
 pub mod metrics;
+pub mod middleware;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;
@@ -31,19 +33,3 @@ pub use server::{RunningGateway, StartError, start};
 
 /// The git commit this binary was built from.
 pub const GIT_SHA: &str = env!("HALO_GATEWAY_GIT_SHA");
-
-/// An error and its `source()` chain on one line (`a: b: c`), skipping a source whose text the
-/// line already contains (reqwest and hyper often repeat their cause in their own message).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
-}

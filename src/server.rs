@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -30,16 +29,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
-use crate::auth::jwks::Fetcher;
 use crate::auth::keys::KeyStore;
-use crate::auth::policy::Policy;
 use crate::auth::validate::Validator;
 use crate::config::{Config, GatewayConfig};
-use crate::front;
-use crate::handler::{AppState, RequestLimits};
 use crate::health::{AdminState, admin_app};
 use crate::metrics::Metrics;
-use crate::proxy::Upstream;
+use crate::middleware::{self, StackSettings, UpstreamBody};
+use crate::proxy::{ForwardingOptions, Upstream};
 
 /// Largest read buffer per connection. Request bodies are read in chunks up to this size once
 /// reads fill the 8 KiB starting buffer; headers are limited separately by
@@ -84,33 +80,28 @@ pub struct RunningGateway {
 /// Builds everything, binds both listeners, loads keys once, and starts serving.
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref())
-        .map_err(StartError::IssuerClient)?;
-    let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
-    let validator = Validator::new(&config.auth, keys.clone(), metrics.clone());
-    let auth = Arc::new(Authenticator::new(
-        validator.clone(),
-        Policy::new(config.gateway.rules.clone()),
-        metrics.clone(),
-    ));
+    let auth = Arc::new(
+        Authenticator::from_config(config, metrics.clone()).map_err(StartError::IssuerClient)?,
+    );
+    let validator = auth.validator().clone();
+    let keys = validator.keys().clone();
     let g = &config.gateway;
-    let limits = RequestLimits {
+    let settings = StackSettings {
+        authenticator: auth,
+        metrics: metrics.clone(),
+        forwarding: Arc::new(ForwardingOptions {
+            trusted_proxies: g.trusted_proxies.clone(),
+            forward_authorization: g.forward_authorization,
+        }),
         max_body: g.max_request_body_size,
         body_idle_timeout: g.body_idle_timeout,
-        trusted_proxies: g.trusted_proxies.clone(),
-        forward_authorization: g.forward_authorization,
     };
-    // One state per worker (each owns its upstream pool), built before anything is bound so a
-    // bad upstream fails start-up first.
-    let states = (0..g.workers)
+    // One upstream pool per worker, built before anything is bound so a bad upstream fails
+    // start-up first.
+    let upstreams = (0..g.workers)
         .map(|_| {
-            Ok(Arc::new(AppState {
-                auth: auth.clone(),
-                upstream: Upstream::new(&g.upstream, g.upstream_timeout)
-                    .map_err(StartError::Upstream)?,
-                metrics: metrics.clone(),
-                limits: limits.clone(),
-            }))
+            Upstream::<UpstreamBody>::new(&g.upstream, g.upstream_timeout)
+                .map_err(StartError::Upstream)
         })
         .collect::<Result<Vec<_>, StartError>>()?;
 
@@ -140,14 +131,15 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let shutdown = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(g.max_connections));
     let mut workers_done = Vec::with_capacity(g.workers);
-    for (index, state) in states.into_iter().enumerate() {
+    for (index, upstream) in upstreams.into_iter().enumerate() {
         let listener = public
             .try_clone()
             .map_err(bind_error("Gateway__Listen", g.listen))?;
         let (done, done_rx) = oneshot::channel();
         let worker = Worker {
             listener,
-            state,
+            settings: settings.clone(),
+            upstream,
             limits: g.clone(),
             permits: permits.clone(),
             shutdown: shutdown.clone(),
@@ -202,7 +194,8 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
 /// One event-loop thread of the public listener.
 struct Worker {
     listener: std::net::TcpListener,
-    state: Arc<AppState>,
+    settings: StackSettings,
+    upstream: Upstream<UpstreamBody>,
     limits: GatewayConfig,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -223,14 +216,8 @@ impl Worker {
         runtime.block_on(async move {
             match TcpListener::from_std(self.listener) {
                 Ok(listener) => {
-                    serve_public(
-                        listener,
-                        self.state,
-                        &self.limits,
-                        self.permits,
-                        self.shutdown,
-                    )
-                    .await
+                    let stack = middleware::public_stack(&self.settings, self.upstream);
+                    serve_public(listener, stack, &self.limits, self.permits, self.shutdown).await
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register the listener with a worker"),
             }
@@ -301,13 +288,23 @@ pub async fn shutdown_signal() {
     }
 }
 
-async fn serve_public(
+async fn serve_public<S, B>(
     listener: TcpListener,
-    state: Arc<AppState>,
+    stack: S,
     limits: &GatewayConfig,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
-) {
+) where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -339,10 +336,7 @@ async fn serve_public(
             },
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-            front::serve(state.clone(), peer, request)
-        });
+        let service = middleware::connection_service(stack.clone(), peer);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;

@@ -1,4 +1,4 @@
-//! `auth::path::NormalizedPath` and the route policy (Halo's default rules).
+//! `http::path::NormalizedPath` and the route policy (Halo's default rules).
 //!
 //! The input is a request target as hyper hands it over: it goes through `http`'s
 //! path-and-query parser first (inputs it refuses never reach the gateway), and `path()` is
@@ -16,7 +16,7 @@ mod common;
 
 use std::sync::LazyLock;
 
-use halo_gateway::auth::path::NormalizedPath;
+use halo_gateway::http::path::NormalizedPath;
 use halo_gateway::auth::policy::{Policy, RouteRule, halo_default_rules};
 use http::Method;
 use http::uri::PathAndQuery;

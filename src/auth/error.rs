@@ -11,10 +11,12 @@
 //! Descriptions never contain the token, and are sanitized to printable ASCII so they are
 //! always valid header values whatever bytes a token carried.
 
-use axum::Json;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
-use serde_json::json;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::http::response::json_error;
+use crate::http::text::sanitize;
 
 /// Seconds a client is told to wait while keys are unavailable.
 pub const KEYS_RETRY_AFTER_SECS: u64 = 5;
@@ -139,10 +141,11 @@ impl AuthError {
     }
 }
 
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.code(), "error_description": self.description }));
-        let mut response = (self.status(), body).into_response();
+impl AuthError {
+    /// The RFC 6750 response: status, challenge, JSON body (and `Retry-After` while keys are
+    /// unavailable).
+    pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
+        let mut response = json_error(self.status(), &self.code(), &self.description);
         let headers = response.headers_mut();
         if let Some(challenge) = self.challenge()
             && let Ok(value) = HeaderValue::from_str(&challenge)
@@ -159,30 +162,9 @@ impl IntoResponse for AuthError {
     }
 }
 
-/// Printable ASCII without `"` or `\` (RFC 6750 §3: error_description is `%x20-21 / %x23-5B
-/// / %x5D-7E`), at most 200 characters.
-pub fn sanitize(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| {
-            if (' '..='~').contains(&c) && c != '"' && c != '\\' {
-                c
-            } else if c == '"' {
-                '\''
-            } else {
-                '?'
-            }
-        })
-        .take(200)
-        .collect();
-    if text.chars().count() > 200 {
-        out.push_str("...");
+/// For axum apps that return an `AuthError` from a handler.
+impl IntoResponse for AuthError {
+    fn into_response(self) -> axum::response::Response {
+        self.to_response()
     }
-    out
-}
-
-/// A claim value quoted for a description: bounded and printable.
-pub fn quote(value: &str) -> String {
-    let short: String = value.chars().take(80).collect();
-    format!("'{}'", sanitize(&short))
 }

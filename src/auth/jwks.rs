@@ -257,7 +257,7 @@ impl Fetcher {
     ) -> Result<(StatusCode, HeaderMap, Bytes), FetchError> {
         let unreachable = |e: reqwest::Error| FetchError::Unreachable {
             url: url.to_string(),
-            reason: crate::error_chain(&e),
+            reason: crate::error::error_chain(&e),
         };
         let mut request = self
             .client

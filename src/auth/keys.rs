@@ -22,8 +22,9 @@ use rand::Rng;
 use url::Url;
 
 use super::jwks::{FetchError, Fetcher, JwksResponse};
-use super::keyset::{VerifyKey, printable};
+use super::keyset::VerifyKey;
 use crate::config::AuthConfig;
+use crate::http::text::printable;
 use crate::metrics::{Metrics, ResultLabels};
 
 /// First retry delay after a failed fetch; doubles up to `KeyRetryMaxBackoff`.

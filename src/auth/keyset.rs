@@ -16,6 +16,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use crate::http::text::printable;
+
 /// The longest `kid` accepted, in keys and in tokens.
 pub const MAX_KID_LEN: usize = 256;
 
@@ -291,20 +293,6 @@ fn b64_member(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     URL_SAFE_NO_PAD
         .decode(text.trim_end_matches('='))
         .map_err(|_| format!("'{name}' is not base64url"))
-}
-
-/// Text safe to log: printable ASCII only, bounded.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .take(64)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub mod extract;
 pub mod jwks;
 pub mod keys;
 pub mod keyset;
-pub mod path;
+pub mod layer;
 pub mod policy;
 pub mod strict_json;
 pub mod validate;
@@ -24,9 +24,13 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 
 pub use self::error::{AuthError, DenyReason};
-use self::path::NormalizedPath;
+use self::jwks::Fetcher;
+use self::keys::KeyStore;
+pub use self::layer::{AuthLayer, verified_token};
 use self::policy::{Policy, RequiredRole, RouteRule};
 use self::validate::{Validator, VerifiedToken};
+use crate::config::Config;
+use crate::http::path::NormalizedPath;
 use crate::metrics::Metrics;
 
 /// The outcome for one request: the matched rule and, if a token was needed, who sent it.
@@ -51,6 +55,20 @@ impl Authenticator {
             policy,
             metrics,
         }
+    }
+
+    /// Everything token checks need, built from configuration: the issuer client, the key
+    /// store, the validator and the route policy. Keys load on the first
+    /// `validator().keys().refresh()` (the server does that before serving).
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref())?;
+        let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
+        let validator = Validator::new(&config.auth, keys, metrics.clone());
+        Ok(Self::new(
+            validator,
+            Policy::new(config.gateway.rules.clone()),
+            metrics,
+        ))
     }
 
     pub fn validator(&self) -> &Arc<Validator> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use http::Method;
 
-use super::path::{NormalizedPath, match_key};
+use crate::http::path::{NormalizedPath, match_key};
 
 /// What a route demands of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

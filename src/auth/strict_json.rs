@@ -57,7 +57,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
             if object.insert(key.clone(), value).is_some() {
                 return Err(de::Error::custom(format_args!(
                     "duplicate member '{}'",
-                    super::error::sanitize(&key)
+                    crate::http::text::sanitize(&key)
                 )));
             }
         }

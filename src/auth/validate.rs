@@ -20,11 +20,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::error::{AuthError, DenyReason, quote};
+use super::error::{AuthError, DenyReason};
 use super::keys::{KeyLookup, KeyStore};
 use super::keyset::{ALLOWED_ALGS, MAX_KID_LEN};
 use super::strict_json::parse_object;
 use crate::config::AuthConfig;
+use crate::http::text::quote;
 use crate::metrics::Metrics;
 
 /// Header members that name an extension or a key source we will not honour.

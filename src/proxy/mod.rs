@@ -6,13 +6,13 @@
 //! chooses it. An upstream `101 Switching Protocols` or a response with both
 //! `Transfer-Encoding` and `Content-Length` (RFC 9112 §6.3: smuggling risk) becomes 502.
 
-pub mod body;
 pub mod error;
 pub mod headers;
+mod service;
 
 use std::time::Duration;
 
-use axum::body::Body;
+use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
@@ -23,15 +23,17 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
 pub use self::error::ProxyError;
-use crate::auth::path::NormalizedPath;
+pub use self::service::{ForwardingOptions, ProxyService};
+use crate::http::path::NormalizedPath;
+use crate::http::request_error::RequestError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The Halo API behind the gateway.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+/// The Halo API behind the gateway, for request bodies of type `B`.
+#[derive(Debug)]
+pub struct Upstream<B> {
+    client: Client<HttpsConnector<HttpConnector>, B>,
     scheme: Scheme,
     authority: Authority,
     /// Path prefix of the upstream base URL, without a trailing slash.
@@ -39,7 +41,23 @@ pub struct Upstream {
     timeout: Duration,
 }
 
-impl Upstream {
+impl<B> Clone for Upstream<B> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            scheme: self.scheme.clone(),
+            authority: self.authority.clone(),
+            base_path: self.base_path.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<B> Upstream<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     pub fn new(base: &Url, timeout: Duration) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -89,13 +107,14 @@ impl Upstream {
             .path_and_query(path_and_query)
             .build()
             .map_err(|e| {
-                ProxyError::BadRequest(format!("the request target cannot be forwarded: {e}"))
+                RequestError::BadRequest(format!("the request target cannot be forwarded: {e}"))
+                    .into()
             })
     }
 
     /// Sends a prepared request (headers already rewritten) and returns Halo's response head
     /// with its body still streaming.
-    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
+    pub async fn send(&self, mut request: Request<B>) -> Result<Response<Incoming>, ProxyError> {
         *request.version_mut() = Version::HTTP_11;
         let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
         {

@@ -1,0 +1,107 @@
+//! What the layers of one exchange learn for the access log and the metrics, written by the
+//! layer that knows it and read by the access-log layer when the response ends.
+//!
+//! The access-log layer puts an [`Exchange`] in the request's extensions; inner layers record
+//! into it when it is there and skip it when it is not (the auth layer wrapping another app).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::{Method, Request};
+
+/// Route label of a request no rule matched (or that never reached the route policy).
+pub const UNMATCHED_ROUTE: &str = "other";
+
+/// The peer of the connection a request came on, set per connection by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Notes about one exchange; each is written at most once.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    route: OnceLock<Arc<str>>,
+    path: OnceLock<String>,
+    principal: OnceLock<Arc<dyn Principal>>,
+    deny_reason: OnceLock<&'static str>,
+    upstream: OnceLock<Duration>,
+    bytes_in: AtomicU64,
+}
+
+/// Who sent an accepted request, as the access log names them (never the token).
+pub trait Principal: Send + Sync + std::fmt::Debug {
+    fn client_id(&self) -> Option<&str>;
+    fn subject(&self) -> &str;
+    fn roles(&self) -> &[String];
+}
+
+/// The shared notes of a request, if the access-log layer is in the stack.
+pub fn exchange<B>(request: &Request<B>) -> Option<&Arc<Exchange>> {
+    request.extensions().get::<Arc<Exchange>>()
+}
+
+impl Exchange {
+    pub fn set_route(&self, route: Arc<str>) {
+        let _ = self.route.set(route);
+    }
+
+    pub fn set_path(&self, path: &str) {
+        let _ = self.path.set(path.to_owned());
+    }
+
+    pub fn set_principal(&self, principal: Arc<dyn Principal>) {
+        let _ = self.principal.set(principal);
+    }
+
+    pub fn set_deny_reason(&self, reason: &'static str) {
+        let _ = self.deny_reason.set(reason);
+    }
+
+    pub fn set_upstream_time(&self, time: Duration) {
+        let _ = self.upstream.set(time);
+    }
+
+    pub fn add_bytes_in(&self, bytes: u64) {
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The matched route's label; `None` until the policy has run.
+    pub fn route(&self) -> Option<&Arc<str>> {
+        self.route.get()
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        self.path.get().map(String::as_str)
+    }
+
+    pub fn principal(&self) -> Option<&dyn Principal> {
+        self.principal.get().map(Arc::as_ref)
+    }
+
+    pub fn deny_reason(&self) -> Option<&'static str> {
+        self.deny_reason.get().copied()
+    }
+
+    pub fn upstream_time(&self) -> Option<Duration> {
+        self.upstream.get().copied()
+    }
+
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+}
+
+/// The bounded `method` label of metrics and logs.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}

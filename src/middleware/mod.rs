@@ -1,0 +1,127 @@
+//! The public request path, ordered in one place: [`public_stack`].
+//!
+//! ```text
+//! sensitive headers ► request id ► span ► access log ► request checks ► auth ► body limit ► proxy
+//! ```
+//!
+//! Each concern is a tower layer of its own; the response streams back out through the same
+//! layers (the access log is written when its body ends).
+
+pub mod access_log;
+pub mod body_limit;
+pub mod checks;
+pub mod request_id;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::service::TowerToHyperService;
+use tower::{Service, ServiceBuilder};
+use tower_http::add_extension::AddExtension;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use self::access_log::AccessLogLayer;
+use self::body_limit::BodyLimitLayer;
+use self::checks::RequestChecksLayer;
+use crate::auth::layer::AuthorizedBody;
+use crate::auth::{AuthLayer, Authenticator};
+use crate::http::body::ResponseBody;
+use crate::http::exchange::PeerAddr;
+use crate::http::request_body::RequestBody;
+use crate::metrics::Metrics;
+use crate::proxy::{ForwardingOptions, ProxyService, Upstream};
+
+/// The request body as the proxy forwards it.
+pub type UpstreamBody = RequestBody<AuthorizedBody<Incoming>>;
+
+/// What the stack's layers need, built once at start-up and shared by every worker.
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    pub authenticator: Arc<Authenticator>,
+    pub metrics: Arc<Metrics>,
+    pub forwarding: Arc<ForwardingOptions>,
+    /// `Gateway__MaxRequestBodySize`; `None`: unlimited.
+    pub max_body: Option<u64>,
+    /// `Gateway__BodyIdleTimeout`.
+    pub body_idle_timeout: Duration,
+}
+
+/// The whole public request path, outermost layer first.
+pub fn public_stack(
+    settings: &StackSettings,
+    upstream: Upstream<UpstreamBody>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<impl Body<Data = Bytes, Error = hyper::Error> + Send + 'static>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        // First, so nothing below can log or debug-print a credential.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::PROXY_AUTHORIZATION,
+        ]))
+        // Request id before the span and the access log, which both carry it: the client's
+        // id when it is safe, else a UUID; echoed on the response.
+        .map_request(request_id::drop_unsafe_request_id)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // A debug-level span per request (the access log names the id itself).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(())
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        // Outside every refusal, so each exchange is logged and counted once.
+        .layer(AccessLogLayer::new(settings.metrics.clone()))
+        // Cheap checks before any token work; normalizes the path once.
+        .layer(RequestChecksLayer)
+        // Token, route policy and role; nothing of the body is read before this passes.
+        .layer(AuthLayer::<ResponseBody>::new(
+            settings.authenticator.clone(),
+        ))
+        // After auth, so a token-less oversize upload gets 401, not 413.
+        .layer(BodyLimitLayer::new(
+            settings.max_body,
+            settings.body_idle_timeout,
+        ))
+        .service(ProxyService::new(
+            upstream,
+            settings.forwarding.clone(),
+            settings.metrics.clone(),
+        ))
+}
+
+/// The stack for one accepted connection: its peer address goes into every request's
+/// extensions (for `X-Forwarded-For` and trusted-proxy checks).
+pub fn connection_service<S>(
+    stack: S,
+    peer: SocketAddr,
+) -> TowerToHyperService<AddExtension<S, PeerAddr>> {
+    TowerToHyperService::new(AddExtension::new(stack, PeerAddr(peer)))
+}
+
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(crate::proxy::headers::X_REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or("-");
+    tracing::debug_span!("request", request_id = id)
+}

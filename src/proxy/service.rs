@@ -1,0 +1,160 @@
+//! The proxy as a tower `Service`, the innermost of the public stack: rewrite the headers for
+//! Halo, send, and hand Halo's streaming response back; a failure becomes the JSON error whose
+//! status says whose fault it was, counted by kind and logged with the request id.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use ipnet::IpNet;
+use tower::Service;
+
+use super::headers::{self, ClientInfo, X_REQUEST_ID};
+use super::{ProxyError, Upstream};
+use crate::http::body::ResponseBody;
+use crate::http::exchange::{Exchange, PeerAddr, UNMATCHED_ROUTE, method_label};
+use crate::http::path::NormalizedPath;
+use crate::http::request_error::RequestError;
+use crate::metrics::{KindLabels, Metrics, RouteLabels};
+
+/// Forwarding settings from `Gateway__*`.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardingOptions {
+    /// Peers whose `X-Forwarded-*`/`Forwarded` headers are kept (`Gateway__TrustedProxies`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Keep `Authorization` on the forwarded request (`Gateway__ForwardAuthorization`).
+    pub forward_authorization: bool,
+}
+
+/// Forwards requests to one [`Upstream`].
+#[derive(Debug)]
+pub struct ProxyService<B> {
+    upstream: Upstream<B>,
+    options: Arc<ForwardingOptions>,
+    metrics: Arc<Metrics>,
+}
+
+impl<B> Clone for ProxyService<B> {
+    fn clone(&self) -> Self {
+        Self {
+            upstream: self.upstream.clone(),
+            options: self.options.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<B> ProxyService<B> {
+    pub fn new(
+        upstream: Upstream<B>,
+        options: Arc<ForwardingOptions>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            upstream,
+            options,
+            metrics,
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for ProxyService<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let request_id = request.headers().get(X_REQUEST_ID).cloned();
+            match this.forward(request).await {
+                Ok(response) => Ok(response.map(ResponseBody::Upstream)),
+                Err(e) => {
+                    if let Some(kind) = e.upstream_kind() {
+                        this.metrics
+                            .upstream_errors
+                            .get_or_create(&KindLabels { kind })
+                            .inc();
+                        let id = request_id.as_ref().and_then(|id| id.to_str().ok());
+                        tracing::warn!(request_id = id.unwrap_or("-"), error = %e, "upstream exchange failed");
+                    }
+                    Ok(e.to_response())
+                }
+            }
+        })
+    }
+}
+
+impl<B> ProxyService<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn forward(
+        &self,
+        request: Request<B>,
+    ) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+        let (mut parts, body) = request.into_parts();
+        let target = match parts.extensions.get::<NormalizedPath>() {
+            Some(path) => self.upstream.target(path, parts.uri.query())?,
+            None => {
+                let path = NormalizedPath::parse(parts.uri.path())
+                    .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+                self.upstream.target(&path, parts.uri.query())?
+            }
+        };
+        let peer = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
+        let client = ClientInfo {
+            peer,
+            trusted: self
+                .options
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&peer)),
+        };
+        headers::rewrite_request(
+            &mut parts.headers,
+            client,
+            self.options.forward_authorization,
+        );
+        parts.uri = target;
+        let exchange = exchange_of(&parts).cloned();
+        let method = method_label(&parts.method);
+        let sent = Instant::now();
+        let result = self.upstream.send(Request::from_parts(parts, body)).await;
+        let upstream_time = sent.elapsed();
+        let route = exchange
+            .as_ref()
+            .and_then(|e| e.route().cloned())
+            .unwrap_or_else(|| Arc::from(UNMATCHED_ROUTE));
+        if let Some(exchange) = &exchange {
+            exchange.set_upstream_time(upstream_time);
+        }
+        self.metrics
+            .upstream_duration
+            .get_or_create(&RouteLabels { method, route })
+            .observe(upstream_time.as_secs_f64());
+        result
+    }
+}
+
+fn exchange_of(parts: &http::request::Parts) -> Option<&Arc<Exchange>> {
+    parts.extensions.get()
+}
