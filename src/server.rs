@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::auth::jwks::Fetcher;
 use crate::auth::keys::KeyStore;
-use crate::auth::policy::Policy;
+use crate::auth::policy::{Policy, RuleError};
 use crate::auth::validate::Validator;
 use crate::config::{Config, GatewayConfig};
 use crate::front;
@@ -58,6 +58,8 @@ pub enum StartError {
     },
     #[error("Gateway__Upstream: {0}")]
     Upstream(String),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
     #[error("cannot build the issuer client: {0}")]
     IssuerClient(String),
     #[error("cannot start a worker thread: {0}")]
@@ -83,6 +85,7 @@ pub struct RunningGateway {
 
 /// Builds everything, binds both listeners, loads keys once, and starts serving.
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
+    let policy = Policy::compile(config.gateway.rules.as_deref())?;
     let metrics = Arc::new(Metrics::new());
     let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref())
         .map_err(StartError::IssuerClient)?;
@@ -90,7 +93,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let validator = Validator::new(&config.auth, keys.clone(), metrics.clone());
     let auth = Arc::new(Authenticator::new(
         validator.clone(),
-        Policy::new(config.gateway.rules.clone()),
+        policy,
         metrics.clone(),
     ));
     let g = &config.gateway;
