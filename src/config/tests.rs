@@ -444,3 +444,22 @@ fn field_names<'de, T: serde::Deserialize<'de>>() -> Vec<&'static str> {
     let _ = T::deserialize(Capture(&mut fields));
     fields
 }
+
+/// A new setting is not done until operators can read about it.
+#[test]
+fn every_setting_is_documented_in_docs_configuration_md() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    let missing: Vec<&String> = super::env::KNOWN_KEYS
+        .iter()
+        .filter(|key| {
+            [format!("__{key}"), format!("`{key}__"), format!("`{key}`")]
+                .iter()
+                .all(|spelling| !doc.contains(spelling.as_str()))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md: {missing:?}"
+    );
+}
