@@ -35,7 +35,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
 use halo_gateway::auth::jwks::Fetcher;
 use halo_gateway::auth::keys::KeyStore;
-use halo_gateway::auth::policy::{Policy, halo_default_rules};
+use halo_gateway::auth::policy::Policy;
 use halo_gateway::auth::validate::Validator;
 use halo_gateway::config::{AspNetEnv, Config};
 use halo_gateway::dev::issuer::{Issuer, IssuerOptions};
@@ -202,7 +202,7 @@ fn bench_validation(c: &mut Criterion) {
 }
 
 fn bench_policy(c: &mut Criterion) {
-    let policy = Policy::new(halo_default_rules());
+    let policy = Policy::compile(None).expect("Halo's table compiles");
     let mut group = c.benchmark_group("policy");
     for (name, method, raw) in [
         ("policies_get", Method::GET, "/api/v1/policies"),

@@ -1,4 +1,4 @@
-//! Command-line interface: `serve` (the default), `check-config`, `dev`.
+//! Command-line interface: `serve` (the default), `check-config`, `dev`, `explain`.
 
 use std::path::PathBuf;
 

@@ -186,11 +186,18 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
         Some((method, path)) => match NormalizedPath::parse(path) {
             Err(e) => Err(AuthError::new(DenyReason::InvalidRequest, e.to_string())),
             Ok(path) => {
-                let authenticator = Authenticator::new(
-                    validator.clone(),
-                    Policy::new(config.gateway.rules.clone()),
-                    Arc::new(Metrics::new()),
-                );
+                let policy = match Policy::compile(config.gateway.rules.as_deref()) {
+                    Ok(policy) => policy,
+                    Err(e) => {
+                        report.fail("route policy", &e.to_string(), "correct the named rule");
+                        return Explanation {
+                            report: report.text,
+                            accepted: false,
+                        };
+                    }
+                };
+                let authenticator =
+                    Authenticator::new(validator.clone(), policy, Arc::new(Metrics::new()));
                 let mut headers = HeaderMap::new();
                 if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
                     headers.insert(header::AUTHORIZATION, value);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use halo_gateway::auth::jwks::{Fetcher, JwksResponse};
+use halo_gateway::auth::policy::{Policy, halo_default_rules};
 use halo_gateway::cli::{Cli, Command, ExplainArgs};
 use halo_gateway::config::Config;
 use halo_gateway::dev::DevStack;
@@ -32,11 +33,16 @@ fn main() -> ExitCode {
     })
 }
 
+/// Loads and validates the configuration, route rules included (compiled by the auth policy,
+/// since config holds them as plain data): any mistake is one line and exit code 2.
 fn load(file: Option<&std::path::Path>) -> Result<Config, ExitCode> {
-    Config::load(file).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         eprintln!("error: invalid configuration: {e}");
         ExitCode::from(2)
-    })
+    };
+    let config = Config::load(file).map_err(|e| invalid(&e))?;
+    Policy::compile(config.gateway.rules.as_deref()).map_err(|e| invalid(&e))?;
+    Ok(config)
 }
 
 async fn serve(file: Option<std::path::PathBuf>) -> ExitCode {
@@ -65,7 +71,15 @@ async fn check_config(file: Option<std::path::PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    println!("# effective settings (secrets redacted)\n{config}");
+    let mut settings = config.settings();
+    println!("# effective settings (secrets redacted)");
+    if settings.gateway.rules.is_none() {
+        println!("# Gateway__Rules not set: Halo's default table");
+        settings.gateway.rules = Some(halo_default_rules());
+    }
+    for line in settings.redacted_lines() {
+        println!("{line}");
+    }
     let fetcher = match Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref()) {
         Ok(fetcher) => fetcher,
         Err(e) => {

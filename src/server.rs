@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, BuildError};
 use crate::auth::keys::KeyStore;
 use crate::auth::validate::Validator;
 use crate::config::{Config, GatewayConfig};
@@ -54,8 +54,8 @@ pub enum StartError {
     },
     #[error("Gateway__Upstream: {0}")]
     Upstream(String),
-    #[error("cannot build the issuer client: {0}")]
-    IssuerClient(String),
+    #[error(transparent)]
+    Auth(#[from] BuildError),
     #[error("cannot start a worker thread: {0}")]
     Worker(#[source] std::io::Error),
 }
@@ -81,7 +81,7 @@ pub struct RunningGateway {
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
     let auth = Arc::new(
-        Authenticator::from_config(config, metrics.clone()).map_err(StartError::IssuerClient)?,
+        Authenticator::from_config(config, metrics.clone())?,
     );
     let validator = auth.validator().clone();
     let keys = validator.keys().clone();

@@ -22,6 +22,10 @@ async fn check_config_prints_settings_and_fetches_keys_once() {
         out.contains("Authentication__Schemes__Bearer__ValidAudiences__0 = api://halo"),
         "{out}"
     );
+    assert!(
+        out.contains("Gateway__Rules__0__Name = health"),
+        "Halo's default table is printed: {out}"
+    );
     assert!(out.contains("jwks_uri"), "{out}");
     assert!(out.contains(&issuer.current_kid()), "{out}");
     assert!(!out.contains("s3cret"), "secrets are redacted: {out}");
@@ -75,4 +79,25 @@ async fn serve_refuses_a_bad_configuration_before_binding() {
         1,
         "one line naming the setting: {stderr}"
     );
+}
+
+#[tokio::test]
+async fn serve_refuses_a_route_rule_that_does_not_compile_before_binding() {
+    let output = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .env_clear()
+        .envs(env_for(
+            "https://okta.example/oauth2/default",
+            "http://halo",
+            &[
+                ("Gateway__Rules__0__Path", "/api/health"),
+                ("Gateway__Rules__1__Path", "/api/**/license"),
+            ],
+        ))
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Gateway__Rules__1: Path"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
 }

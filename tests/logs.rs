@@ -1,6 +1,8 @@
-//! Log-output tests, in their own test binary: they install a process-wide subscriber, which
-//! a shared test process cannot give them (tracing caches each callsite's interest globally,
-//! so a thread-local subscriber misses events other test threads reached first).
+//! Log-output tests, in their own test binary. Each sets its subscriber as the thread's default
+//! (`set_default`, not process-wide) and runs on a single-threaded runtime, so every task the
+//! gateway spawns logs into it. A shared test process could not give them that: tracing caches
+//! each callsite's interest globally, so a callsite other test threads reached first, with no
+//! subscriber, could stay disabled for this one.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 

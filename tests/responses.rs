@@ -1,4 +1,4 @@
-//! Every row of the README's responses table, over real sockets.
+//! Every row of the responses table in docs/operating.md, over real sockets.
 
 use serde_json::{Value, json};
 

@@ -16,13 +16,14 @@ mod common;
 
 use std::sync::LazyLock;
 
+use halo_gateway::auth::policy::{Policy, RouteRule};
 use halo_gateway::http::path::NormalizedPath;
-use halo_gateway::auth::policy::{Policy, RouteRule, halo_default_rules};
 use http::Method;
 use http::uri::PathAndQuery;
 use libfuzzer_sys::fuzz_target;
 
-static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy::new(halo_default_rules()));
+static POLICY: LazyLock<Policy> =
+    LazyLock::new(|| Policy::compile(None).expect("Halo's table compiles"));
 static METHODS: LazyLock<Vec<Method>> = LazyLock::new(|| {
     ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND"]
         .iter()

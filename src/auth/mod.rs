@@ -33,6 +33,15 @@ use crate::config::Config;
 use crate::http::path::NormalizedPath;
 use crate::metrics::Metrics;
 
+/// Why an [`Authenticator`] cannot be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Rules(#[from] policy::RuleError),
+    #[error("cannot build the issuer client: {0}")]
+    IssuerClient(String),
+}
+
 /// The outcome for one request: the matched rule and, if a token was needed, who sent it.
 #[derive(Debug)]
 pub struct Decision<'a> {
@@ -60,15 +69,13 @@ impl Authenticator {
     /// Everything token checks need, built from configuration: the issuer client, the key
     /// store, the validator and the route policy. Keys load on the first
     /// `validator().keys().refresh()` (the server does that before serving).
-    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
-        let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref())?;
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, BuildError> {
+        let policy = Policy::compile(config.gateway.rules.as_deref())?;
+        let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref())
+            .map_err(BuildError::IssuerClient)?;
         let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
         let validator = Validator::new(&config.auth, keys, metrics.clone());
-        Ok(Self::new(
-            validator,
-            Policy::new(config.gateway.rules.clone()),
-            metrics,
-        ))
+        Ok(Self::new(validator, policy, metrics))
     }
 
     pub fn validator(&self) -> &Arc<Validator> {

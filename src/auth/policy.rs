@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use http::Method;
 
+use crate::config::RuleConfig;
 use crate::http::path::{NormalizedPath, match_key};
 
 /// What a route demands of the caller.
@@ -57,14 +58,9 @@ pub static FALLBACK: std::sync::LazyLock<RouteRule> = std::sync::LazyLock::new(|
 });
 
 impl RouteRule {
-    /// Builds a rule from configuration text; the error is a sentence for the operator.
-    pub fn parse(
-        name: Option<&str>,
-        methods: &[String],
-        path: Option<&str>,
-        role: Option<&str>,
-    ) -> Result<Self, String> {
-        let pattern = path.ok_or("Path is required (e.g. /api/v1/license/**)")?;
+    /// Compiles one configured rule; the error is a sentence for the operator.
+    fn compile(rule: &RuleConfig) -> Result<Self, String> {
+        let pattern = rule.path.as_str();
         if !pattern.starts_with('/') {
             return Err(format!("Path '{pattern}' must start with '/'"));
         }
@@ -88,20 +84,9 @@ impl RouteRule {
                 }
             }
         }
-        let methods = if methods.is_empty() || methods.iter().any(|m| m == "*") {
-            None
-        } else {
-            Some(
-                methods
-                    .iter()
-                    .map(|m| {
-                        Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                            .map_err(|_| format!("'{m}' is not an HTTP method"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            )
-        };
-        let required = match role {
+        let methods = (!rule.methods.is_empty() && !rule.methods.iter().any(|m| m == "*"))
+            .then(|| rule.methods.clone());
+        let required = match rule.role.as_deref() {
             None => RequiredRole::Authenticated,
             Some(r) if r.eq_ignore_ascii_case("anonymous") => RequiredRole::Anonymous,
             Some(r)
@@ -111,9 +96,8 @@ impl RouteRule {
             }
             Some(r) => RequiredRole::Role(r.to_owned()),
         };
-        let name: Arc<str> = name.unwrap_or(pattern).into();
         Ok(Self {
-            name,
+            name: rule.name.as_deref().unwrap_or(pattern).into(),
             methods,
             segments,
             rest,
@@ -171,9 +155,38 @@ pub struct Policy {
     rules: Vec<RouteRule>,
 }
 
+/// A configured rule that does not compile; names it as `Gateway__Rules__N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Gateway__Rules__{index}: {reason}")]
+pub struct RuleError {
+    pub index: usize,
+    pub reason: String,
+}
+
 impl Policy {
-    pub fn new(rules: Vec<RouteRule>) -> Self {
-        Self { rules }
+    /// Compiles the configured rules (`Gateway__Rules`), or Halo's table when none are set.
+    pub fn compile(configured: Option<&[RuleConfig]>) -> Result<Self, RuleError> {
+        let defaults;
+        let rules = match configured {
+            Some(rules) => rules,
+            None => {
+                defaults = halo_default_rules();
+                &defaults
+            }
+        };
+        let rules = rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| {
+                RouteRule::compile(rule).map_err(|reason| RuleError { index, reason })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { rules })
+    }
+
+    /// The compiled rules in match order.
+    pub fn rules(&self) -> &[RouteRule] {
+        &self.rules
     }
 
     /// The first rule matching the request, or [`FALLBACK`].
@@ -191,16 +204,18 @@ impl Policy {
     }
 }
 
-const WRITES: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
-const READS: &[&str] = &["GET", "HEAD"];
+const WRITES: &[Method] = &[Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+const READS: &[Method] = &[Method::GET, Method::HEAD];
 
 /// Halo's role table (`shared/halo-api.md`): license-management writes and the signed usage
-/// reports need `Admin`; everything else needs any valid token; `/api/health` is open.
-pub fn halo_default_rules() -> Vec<RouteRule> {
-    let rule = |name: &str, methods: &[&str], path: &str, role: &str| {
-        let methods: Vec<String> = methods.iter().map(|m| (*m).to_owned()).collect();
-        RouteRule::parse(Some(name), &methods, Some(path), Some(role))
-            .unwrap_or_else(|e| unreachable!("built-in rule {name} is invalid: {e}"))
+/// reports need `Admin`; everything else needs any valid token; `/api/health` is open. Used
+/// when `Gateway__Rules` is not set; `check-config` prints it in that spelling.
+pub fn halo_default_rules() -> Vec<RuleConfig> {
+    let rule = |name: &str, methods: &[Method], path: &str, role: &str| RuleConfig {
+        name: Some(name.to_owned()),
+        methods: methods.to_vec(),
+        path: path.to_owned(),
+        role: Some(role.to_owned()),
     };
     vec![
         rule("health", READS, "/api/health", "Anonymous"),
@@ -232,7 +247,7 @@ mod tests {
     use super::*;
 
     fn route(method: &str, path: &str) -> (String, RequiredRole) {
-        let policy = Policy::new(halo_default_rules());
+        let policy = Policy::compile(None).expect("Halo's table compiles");
         let path = NormalizedPath::parse(path).expect("valid path");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let rule = policy.route(&method, &path);
@@ -291,13 +306,46 @@ mod tests {
         assert_eq!(route("GET", "/something/else").0, "other");
     }
 
+    fn compile(methods: &[&str], path: &str, role: Option<&str>) -> Result<Policy, RuleError> {
+        let rule = RuleConfig {
+            name: Some("x".into()),
+            methods: methods
+                .iter()
+                .map(|m| Method::from_bytes(m.as_bytes()).expect("method"))
+                .collect(),
+            path: path.into(),
+            role: role.map(str::to_owned),
+        };
+        Policy::compile(Some(std::slice::from_ref(&rule)))
+    }
+
     #[test]
-    fn rules_parse_from_configuration_text() {
-        let rule = RouteRule::parse(Some("x"), &["get".into()], Some("/a/*/b/**"), Some("Ops"))
-            .expect("valid");
-        assert_eq!(rule.to_string(), "x GET /a/*/b/** -> Ops");
-        assert!(RouteRule::parse(None, &[], Some("a"), None).is_err());
-        assert!(RouteRule::parse(None, &[], Some("/a/**/b"), None).is_err());
-        assert!(RouteRule::parse(None, &["G ET".into()], Some("/a"), None).is_err());
+    fn configured_rules_compile_or_name_their_index() {
+        let policy = compile(&["GET"], "/a/*/b/**", Some("Ops")).expect("valid");
+        assert_eq!(policy.rules()[0].to_string(), "x GET /a/*/b/** -> Ops");
+        for bad in ["a", "/a/**/b", "/a/%zz", "/a/../.."] {
+            let error = compile(&[], bad, None).expect_err(bad);
+            assert!(
+                error.to_string().starts_with("Gateway__Rules__0: Path"),
+                "{error}"
+            );
+        }
+        let error = Policy::compile(Some(&[
+            halo_default_rules()[0].clone(),
+            RuleConfig {
+                path: "/x/**/y".into(),
+                ..RuleConfig::default()
+            },
+        ]))
+        .expect_err("second rule is bad");
+        assert_eq!(error.index, 1);
+    }
+
+    #[test]
+    fn every_method_when_none_or_star_is_listed() {
+        for methods in [&[][..], &["*"][..]] {
+            let policy = compile(methods, "/a", None).expect("valid");
+            assert_eq!(policy.rules()[0].to_string(), "x * /a -> User");
+        }
     }
 }

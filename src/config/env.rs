@@ -4,72 +4,60 @@
 //! figment's own `Env` provider neither folds case into our `PascalCase` tree nor turns `__0`,
 //! `__1` children into arrays, so [`AspNetEnv`] builds the tree itself and [`Canonical`] gives
 //! a TOML file the same case-insensitive treatment.
+//!
+//! Both trim values and drop empty ones: an empty value counts as not set (Helm charts often
+//! render unset values as `""`), so the next source down, or the built-in default, applies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use figment::value::{Dict, Map, Tag, Value};
 use figment::{Error, Metadata, Profile, Provider};
 
-/// Every key the configuration tree knows, in its canonical spelling. A key given in any
-/// case is rewritten to this spelling; an unknown key is kept as written, so serde can name it
-/// in an "unknown setting" error.
-const KNOWN_KEYS: &[&str] = &[
-    "AuthenticationScheme",
-    "Authentication",
-    "Schemes",
-    "Bearer",
-    "Authority",
-    "MetadataAddress",
-    "ValidIssuer",
-    "ValidIssuers",
-    "ValidAudience",
-    "ValidAudiences",
-    "ClockSkew",
-    "RequireHttpsMetadata",
-    "RoleClaim",
-    "DefaultRole",
-    "KeyRefetchCooldown",
-    "KeyRefreshInterval",
-    "KeyGracePeriod",
-    "KeyRetryMaxBackoff",
-    "MaxTokenLifetime",
-    "MaxTokenLength",
-    "TokenCacheSize",
-    "AllowedJwksHosts",
-    "Gateway",
-    "Listen",
-    "AdminListen",
-    "Upstream",
-    "UpstreamTimeout",
-    "ForwardAuthorization",
-    "ShutdownTimeout",
-    "LogFormat",
-    "LogLevel",
-    "MaxRequestBodySize",
-    "TrustedProxies",
-    "HttpsProxy",
-    "HeaderReadTimeout",
-    "BodyIdleTimeout",
-    "MaxConnections",
-    "Workers",
-    "MaxHeaderCount",
-    "MaxHeaderBytes",
-    "Rules",
-    "Name",
-    "Methods",
-    "Path",
-    "Role",
-];
+use super::settings::{RuleConfig, Settings};
 
-/// Environment variable prefixes (case-insensitive) that belong to us; everything else in the
-/// environment is ignored.
-const ROOTS: &[&str] = &["AuthenticationScheme", "Authentication", "Gateway"];
+/// Every key the settings tree knows, in its canonical spelling, read from the serialized
+/// defaults (with one route rule, since the default table is not in the tree). A key given in
+/// any case is rewritten to this spelling; an unknown key is kept as written, so serde can name
+/// it in an "unknown setting" error. Deriving the list means a new field needs no entry here;
+/// `tests::every_struct_field_is_a_known_key` checks the derivation sees every field.
+pub(super) static KNOWN_KEYS: LazyLock<BTreeSet<String>> = LazyLock::new(|| {
+    let mut keys = BTreeSet::new();
+    collect_keys(&SPECIMEN, &mut keys);
+    keys
+});
+
+/// The top-level names (`AuthenticationScheme`, `Authentication`, `Gateway`): environment
+/// variables under other roots are not ours and are ignored.
+static ROOTS: LazyLock<Vec<String>> = LazyLock::new(|| match &*SPECIMEN {
+    Value::Dict(_, dict) => dict.keys().cloned().collect(),
+    _ => Vec::new(),
+});
+
+static SPECIMEN: LazyLock<Value> = LazyLock::new(|| {
+    let mut specimen = Settings::default();
+    specimen.gateway.rules = Some(vec![RuleConfig::default()]);
+    Value::serialize(&specimen).unwrap_or_else(|_| Value::from(Dict::new()))
+});
+
+fn collect_keys(value: &Value, keys: &mut BTreeSet<String>) {
+    match value {
+        Value::Dict(_, dict) => {
+            for (key, child) in dict {
+                keys.insert(key.clone());
+                collect_keys(child, keys);
+            }
+        }
+        Value::Array(_, items) => items.iter().for_each(|item| collect_keys(item, keys)),
+        _ => {}
+    }
+}
 
 fn canonical_key(key: &str) -> String {
     KNOWN_KEYS
         .iter()
         .find(|known| known.eq_ignore_ascii_case(key))
-        .map_or_else(|| key.to_owned(), |known| (*known).to_owned())
+        .map_or_else(|| key.to_owned(), Clone::clone)
 }
 
 /// Reads `AuthenticationScheme`, `Authentication__...` and `Gateway__...` variables.
@@ -168,10 +156,11 @@ impl Provider for AspNetEnv {
         let mut root = Node::Branch(BTreeMap::new());
         for (name, value) in &self.vars {
             let path: Vec<String> = name.split("__").map(canonical_key).collect();
-            if path.iter().any(String::is_empty) {
+            let value = value.trim();
+            if path.iter().any(String::is_empty) || value.is_empty() {
                 continue;
             }
-            root.insert(&path, value.clone());
+            root.insert(&path, value.to_owned());
         }
         let dict = match root.into_value() {
             Value::Dict(_, dict) => dict,
@@ -184,19 +173,26 @@ impl Provider for AspNetEnv {
 /// Wraps a provider (the TOML file) so its keys are matched case-insensitively too.
 pub struct Canonical<P>(pub P);
 
-fn canonicalize(value: Value) -> Value {
+/// Canonical key spelling, trimmed strings, and no empty strings (see the module doc).
+fn canonicalize(value: Value) -> Option<Value> {
     match value {
-        Value::Dict(tag, dict) => Value::Dict(
+        Value::Dict(tag, dict) => Some(Value::Dict(tag, canonicalize_dict(dict))),
+        Value::Array(tag, items) => Some(Value::Array(
             tag,
-            dict.into_iter()
-                .map(|(k, v)| (canonical_key(&k), canonicalize(v)))
-                .collect(),
-        ),
-        Value::Array(tag, items) => {
-            Value::Array(tag, items.into_iter().map(canonicalize).collect())
+            items.into_iter().filter_map(canonicalize).collect(),
+        )),
+        Value::String(tag, text) => {
+            let text = text.trim();
+            (!text.is_empty()).then(|| Value::String(tag, text.to_owned()))
         }
-        other => other,
+        other => Some(other),
     }
+}
+
+fn canonicalize_dict(dict: Dict) -> Dict {
+    dict.into_iter()
+        .filter_map(|(k, v)| Some((canonical_key(&k), canonicalize(v)?)))
+        .collect()
 }
 
 impl<P: Provider> Provider for Canonical<P> {
@@ -209,13 +205,7 @@ impl<P: Provider> Provider for Canonical<P> {
             .0
             .data()?
             .into_iter()
-            .map(|(profile, dict)| {
-                let dict = dict
-                    .into_iter()
-                    .map(|(k, v)| (canonical_key(&k), canonicalize(v)))
-                    .collect();
-                (profile, dict)
-            })
+            .map(|(profile, dict)| (profile, canonicalize_dict(dict)))
             .collect())
     }
 }

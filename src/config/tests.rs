@@ -240,10 +240,226 @@ fn the_example_file_is_valid() {
     Jail::expect_with(|_jail| {
         let config = Config::load(Some(&path)).expect("the shipped example loads");
         assert_eq!(config.auth.valid_audiences, ["api://halo"]);
-        assert_eq!(
-            config.gateway.rules.len(),
-            crate::auth::policy::halo_default_rules().len()
-        );
+        assert_eq!(config.gateway.rules, None, "Halo's table applies");
         Ok(())
     });
+}
+
+#[test]
+fn typed_values_name_their_setting_in_environment_spelling() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("Gateway__MaxConnections", "many", "Gateway__MaxConnections"),
+        ("Gateway__MaxConnections", "0", "Gateway__MaxConnections"),
+        ("Gateway__MaxHeaderBytes", "100", "Gateway__MaxHeaderBytes"),
+        ("Gateway__LogFormat", "xml", "accepted values: json, pretty"),
+        ("Gateway__HttpsProxy", "ftp://proxy", "Gateway__HttpsProxy"),
+        (
+            "Gateway__TrustedProxies__1",
+            "nope",
+            "Gateway__TrustedProxies__1",
+        ),
+        (
+            "Gateway__Rules__0__Methods__0",
+            "G ET",
+            "Gateway__Rules__0__Methods__0",
+        ),
+        ("Gateway__Rules__0__Path", "api", "Gateway__Rules__0__Path"),
+        (
+            "Gateway__Rules__0__Role",
+            "Ops",
+            "Gateway__Rules__0__Path is required",
+        ),
+        (
+            "Gateway__Rules__0__Colour",
+            "red",
+            "Gateway__Rules__0__Colour",
+        ),
+        (
+            "Authentication__Schemes__Bearer__MaxTokenLength",
+            "10",
+            "MaxTokenLength: must be at least 64",
+        ),
+        (
+            "Authentication__Schemes__Bearer__KeyRefreshInterval",
+            "0",
+            "KeyRefreshInterval: must be greater than zero",
+        ),
+    ];
+    for (name, value, expected) in cases {
+        let error = error_of(|j| {
+            minimal(j);
+            j.set_env("Gateway__TrustedProxies__0", "10.0.0.0/8");
+            j.set_env(name, value);
+        });
+        assert!(
+            error.to_string().contains(expected),
+            "{name}={value}: '{error}' should contain {expected}"
+        );
+    }
+}
+
+#[test]
+fn a_single_value_is_a_list_of_one_and_an_empty_value_is_unset() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "gateway.toml",
+            r#"
+            [Authentication.Schemes.Bearer]
+            Authority = "https://file.okta.com/oauth2/default"
+            ValidAudiences = "api://file"
+            [Gateway]
+            Upstream = "http://file-halo"
+            Listen = "127.0.0.1:7000"
+            LogLevel = ""
+            "#,
+        )?;
+        jail.set_env("Gateway__TrustedProxies", "10.1.2.3");
+        jail.set_env("Gateway__Listen", " ");
+        jail.set_env("Gateway__Rules__0__Methods", "put");
+        jail.set_env("Gateway__Rules__0__Path", "/x");
+        let config = Config::load(Some(std::path::Path::new("gateway.toml"))).expect("valid");
+        assert_eq!(config.auth.valid_audiences, ["api://file"]);
+        assert_eq!(config.gateway.trusted_proxies[0].to_string(), "10.1.2.3/32");
+        assert_eq!(config.gateway.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(config.gateway.log_level, None);
+        let rules = config.gateway.rules.as_deref().expect("configured");
+        assert_eq!(rules[0].methods, [http::Method::PUT]);
+        Ok(())
+    });
+}
+
+#[test]
+fn defaults_come_from_the_settings_structs_and_derived_values_are_shown() {
+    Jail::expect_with(|jail| {
+        minimal(jail);
+        jail.set_env("Gateway__HttpsProxy", "http://user:pw-123@proxy:3128");
+        let config = Config::load(None).expect("valid");
+        let defaults = super::GatewaySettings::default();
+        assert_eq!(
+            config.gateway.header_read_timeout,
+            defaults.header_read_timeout
+        );
+        assert_eq!(config.gateway.max_request_body_size, Some(4 << 30));
+        let lines = config.settings().redacted_lines();
+        for expected in [
+            "AuthenticationScheme = Bearer",
+            "Authentication__Schemes__Bearer__ValidIssuer = https://example.okta.com/oauth2/default",
+            "Authentication__Schemes__Bearer__ClockSkew = 300s",
+            "Gateway__HttpsProxy = http://user:***@proxy:3128/",
+            "Gateway__Listen = 0.0.0.0:8080",
+        ] {
+            assert!(
+                lines.iter().any(|l| l == expected),
+                "{expected} in {lines:#?}"
+            );
+        }
+        assert!(!lines.iter().any(|l| l.contains("pw-123")), "{lines:#?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_printed_settings_read_back_to_the_same_configuration() {
+    Jail::expect_with(|jail| {
+        minimal(jail);
+        jail.set_env(format!("{BEARER}ClockSkew"), "00:00:01.5");
+        jail.set_env("Gateway__TrustedProxies__0", "10.0.0.0/8");
+        jail.set_env("Gateway__Rules__0__Path", "/a/**");
+        let printed = Config::load(None)
+            .expect("valid")
+            .settings()
+            .redacted_lines();
+        let vars = printed.iter().filter_map(|line| {
+            let (name, value) = line.split_once(" = ")?;
+            Some((name.to_owned(), value.to_owned()))
+        });
+        let reread = Config::load_with_env(None, super::AspNetEnv::from_vars(vars))
+            .expect("printed settings load");
+        assert_eq!(reread.auth.clock_skew, Duration::from_millis(1500));
+        assert_eq!(reread.gateway.trusted_proxies[0].to_string(), "10.0.0.0/8");
+        assert_eq!(reread.settings().redacted_lines(), printed);
+        Ok(())
+    });
+}
+
+#[test]
+fn secret_like_settings_are_redacted_whole() {
+    let value =
+        serde_json::json!({"Dpop": {"ClientSecret": "hunter2", "Keys": ["a"]}, "ApiKey": 7});
+    let mut lines = Vec::new();
+    super::print::walk("", &value, false, &mut lines);
+    assert_eq!(
+        lines,
+        [
+            "ApiKey = ***",
+            "Dpop__ClientSecret = ***",
+            "Dpop__Keys__0 = a"
+        ]
+    );
+}
+
+/// The environment provider's known keys come from the serialized defaults; this checks that
+/// derivation sees every field serde reads, in every struct of the tree.
+#[test]
+fn every_struct_field_is_a_known_key() {
+    use super::settings::*;
+    let mut fields = std::collections::BTreeSet::new();
+    fields.extend(field_names::<Settings>());
+    fields.extend(field_names::<Authentication>());
+    fields.extend(field_names::<Schemes>());
+    fields.extend(field_names::<BearerSettings>());
+    fields.extend(field_names::<GatewaySettings>());
+    fields.extend(field_names::<RuleConfig>());
+    let known: std::collections::BTreeSet<&str> =
+        super::env::KNOWN_KEYS.iter().map(String::as_str).collect();
+    assert_eq!(fields, known);
+}
+
+/// The field names serde's derive asks for, captured from `deserialize_struct`.
+fn field_names<'de, T: serde::Deserialize<'de>>() -> Vec<&'static str> {
+    use serde::de::{self, Visitor};
+
+    struct Capture<'a>(&'a mut Vec<&'static str>);
+    impl<'de> de::Deserializer<'de> for Capture<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.extend_from_slice(fields);
+            Err(de::Error::custom("captured"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields = Vec::new();
+    let _ = T::deserialize(Capture(&mut fields));
+    fields
+}
+
+/// A new setting is not done until operators can read about it.
+#[test]
+fn every_setting_is_documented_in_docs_configuration_md() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    let missing: Vec<&String> = super::env::KNOWN_KEYS
+        .iter()
+        .filter(|key| {
+            [format!("__{key}"), format!("`{key}__"), format!("`{key}`")]
+                .iter()
+                .all(|spelling| !doc.contains(spelling.as_str()))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md: {missing:?}"
+    );
 }
