@@ -402,12 +402,14 @@ async fn too_many_or_too_large_headers_get_431() {
 #[tokio::test]
 async fn the_connection_cap_holds_further_connections_back() {
     let env = TestEnv::with_settings(&[("Gateway__MaxConnections", "1")]).await;
-    let first = connect(&env).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let token = env.token(None);
     let request = format!(
         "GET /api/v1/policies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
     );
+    // The first connection is being served (so it holds the one slot) and stays open.
+    let mut first = connect(&env).await;
+    first.write_all(request.as_bytes()).await.expect("write");
+    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
     let mut second = TcpStream::connect(env.gateway.public_addr)
         .await
         .expect("kernel accepts");

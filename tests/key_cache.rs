@@ -2,7 +2,7 @@
 //! the verified-token cache. Fetch counts come from the embedded issuer's counters.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use halo_gateway::dev::issuer::{Issuer, IssuerOptions, JwksFault};
 use serde_json::json;
@@ -386,14 +386,20 @@ async fn a_reused_token_is_verified_once_but_its_expiry_still_applies() {
     );
     assert!(metrics.token_cache_hits.get() >= 5);
 
+    // At least two whole seconds of validity whenever in a second the test starts (the
+    // gateway's clock is not floored to the second), then wait until `exp` has passed.
+    let expires_at = now() + 3;
     let mut claims = env.claims();
-    claims["exp"] = json!(now() + 1);
+    claims["exp"] = json!(expires_at);
     let short = env.issuer.sign(&claims);
     assert_eq!(
         env.get("/api/v1/policies", Some(&short)).await.status(),
         200
     );
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let until_expired = UNIX_EPOCH + Duration::from_secs(expires_at) + Duration::from_millis(50);
+    if let Ok(wait) = until_expired.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
     assert_eq!(
         env.get("/api/v1/policies", Some(&short)).await.status(),
         401,

@@ -267,7 +267,9 @@ async fn shutdown_lets_in_flight_requests_finish() {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down only once the request is in the gateway.
+    let metrics = env.gateway.metrics.clone();
+    eventually(Duration::from_secs(5), || metrics.inflight.get() == 1).await;
     let TestEnv {
         gateway,
         issuer: _issuer,

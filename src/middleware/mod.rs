@@ -39,8 +39,9 @@ use crate::http::request_body::RequestBody;
 use crate::metrics::Metrics;
 use crate::proxy::{ForwardingOptions, ProxyService, Upstream};
 
-/// The request body as the proxy forwards it.
-pub type UpstreamBody = RequestBody<AuthorizedBody<Incoming>>;
+/// The request body as the proxy forwards it, for a client body `B` (hyper's `Incoming` on
+/// the listener; any body in in-process tests).
+pub type UpstreamBody<B = Incoming> = RequestBody<AuthorizedBody<B>>;
 
 /// What the stack's layers need, built once at start-up and shared by every worker.
 #[derive(Debug, Clone)]
@@ -55,17 +56,21 @@ pub struct StackSettings {
 }
 
 /// The whole public request path, outermost layer first.
-pub fn public_stack(
+pub fn public_stack<B>(
     settings: &StackSettings,
-    upstream: Upstream<UpstreamBody>,
+    upstream: Upstream<UpstreamBody<B>>,
 ) -> impl Service<
-    Request<Incoming>,
+    Request<B>,
     Response = Response<impl Body<Data = Bytes, Error = hyper::Error> + Send + 'static>,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
 + Send
-+ 'static {
++ 'static
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     ServiceBuilder::new()
         // First, so nothing below can log or debug-print a credential.
         .layer(SetSensitiveRequestHeadersLayer::new([
