@@ -20,7 +20,7 @@ pub mod config;
 pub mod dev;
 mod error;
 pub mod explain;
-pub mod health;
+pub(crate) mod health;
 pub mod http;
 pub mod metrics;
 pub mod middleware;

@@ -9,12 +9,12 @@
 //! 400 = the request is malformed (token in query, two headers); 401 = no valid token;
 //! 403 = valid token without the route's role; 503 = keys not loaded yet. See [`error`].
 
-pub mod error;
+pub(crate) mod error;
 pub mod extract;
 pub mod jwks;
 pub mod keys;
 pub mod keyset;
-pub mod layer;
+pub(crate) mod layer;
 pub mod policy;
 pub mod strict_json;
 pub mod validate;
@@ -26,7 +26,7 @@ use http::{HeaderMap, Method};
 pub use self::error::{AuthError, DenyReason};
 use self::jwks::Fetcher;
 use self::keys::KeyStore;
-pub use self::layer::{AuthLayer, verified_token};
+pub use self::layer::{AuthLayer, Authorize, AuthorizedBody, verified_token};
 use self::policy::{Policy, RequiredRole, RouteRule};
 use self::validate::{Validator, VerifiedToken};
 use crate::config::Config;

@@ -2,10 +2,12 @@
 //! normalized path, safe-to-print text, the JSON error shape, request errors, the response
 //! body type and the per-exchange notes the access log reads.
 
-pub mod body;
-pub mod exchange;
+pub(crate) mod body;
+pub(crate) mod exchange;
 pub mod path;
-pub mod request_body;
-pub mod request_error;
-pub mod response;
-pub mod text;
+pub(crate) mod request_body;
+pub(crate) mod request_error;
+pub(crate) mod response;
+pub(crate) mod text;
+
+pub use self::request_body::RequestBody;

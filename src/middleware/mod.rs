@@ -7,10 +7,10 @@
 //! Each concern is a tower layer of its own; the response streams back out through the same
 //! layers (the access log is written when its body ends).
 
-pub mod access_log;
-pub mod body_limit;
-pub mod checks;
-pub mod request_id;
+pub(crate) mod access_log;
+pub(crate) mod body_limit;
+pub(crate) mod checks;
+pub(crate) mod request_id;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

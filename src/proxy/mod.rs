@@ -6,7 +6,7 @@
 //! chooses it. An upstream `101 Switching Protocols` or a response with both
 //! `Transfer-Encoding` and `Content-Length` (RFC 9112 §6.3: smuggling risk) becomes 502.
 
-pub mod error;
+pub(crate) mod error;
 pub mod headers;
 mod service;
 
