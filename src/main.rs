@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             Command::CheckConfig => check_config(cli.config).await,
             Command::Dev(options) => dev(*options).await,
             Command::Explain(args) => explain(cli.config, args).await,
+            Command::Token(args) => halo_gateway::token::run(*args).await,
         }
     })
 }

@@ -5,6 +5,7 @@
 //! with ASP.NET-style variables), not a special case. The same issuer and stub are what the
 //! integration tests use.
 
+pub mod client_auth;
 pub mod issuer;
 pub mod upstream;
 
