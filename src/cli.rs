@@ -114,7 +114,7 @@ pub struct TokenOptions {
     #[arg(long)]
     pub force_refresh: bool,
     /// Token cache directory; default $XDG_CACHE_HOME/halo-gateway, else ~/.cache/halo-gateway.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "HALO_TOKEN_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Say on stderr where the token comes from (never the token itself).
     #[arg(short, long)]

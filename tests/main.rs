@@ -14,3 +14,4 @@ mod observability;
 mod proxying;
 mod responses;
 mod route_policy;
+mod token;

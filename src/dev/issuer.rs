@@ -117,6 +117,8 @@ pub struct IssuerOptions {
     pub clients: Vec<DevClient>,
     /// Clients that authenticate with `private_key_jwt`.
     pub key_clients: Vec<KeyClient>,
+    /// Scopes defined on the authorization server.
+    pub scopes: Vec<String>,
     pub token_lifetime: Duration,
     /// `Cache-Control: max-age` on the JWKS.
     pub jwks_max_age: Option<Duration>,
@@ -135,6 +137,7 @@ impl Default for IssuerOptions {
                 DevClient::generate(None),
             ],
             key_clients: Vec::new(),
+            scopes: vec![HALO_SCOPE.to_owned()],
             token_lifetime: Duration::from_secs(3600),
             jwks_max_age: None,
             openid_configuration: true,
@@ -448,7 +451,7 @@ async fn metadata(State(state): State<Arc<IssuerState>>) -> Json<Value> {
         "jwks_uri": state.options.jwks_uri.clone().unwrap_or_else(|| format!("{issuer}/v1/keys")),
         "response_types_supported": ["code", "token"],
         "grant_types_supported": ["client_credentials"],
-        "scopes_supported": [HALO_SCOPE],
+        "scopes_supported": state.options.scopes,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"],
         "claims_supported": ["ver", "jti", "iss", "aud", "iat", "exp", "cid", "scp", "sub", "role"],
@@ -627,7 +630,10 @@ async fn token(
             ),
         );
     }
-    if let Some(unknown) = requested.iter().find(|s| **s != HALO_SCOPE) {
+    if let Some(unknown) = requested
+        .iter()
+        .find(|s| !state.options.scopes.iter().any(|known| known == *s))
+    {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
