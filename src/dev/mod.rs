@@ -335,9 +335,11 @@ pub struct DevFiles {
 
 impl DevFiles {
     fn create(client_id: &str, private_key_pem: &str) -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("halo-gateway-dev-")
-            .tempdir()?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("halo-gateway-dev-");
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let dir = builder.tempdir()?;
         let private_key = dir.path().join(format!("{client_id}.pem"));
         write_private(&private_key, private_key_pem.as_bytes())?;
         Ok(Self {
