@@ -1,6 +1,10 @@
 //! `halo-gateway dev`: the embedded issuer, the stub Halo API and the gateway in one process on
 //! loopback, so the whole Okta + Halo flow runs on a laptop with no accounts.
 //!
+//! The issuer has three clients: Admin and User (client secrets, printed) and Signer
+//! (`private_key_jwt`; its private key is written 0600 to a temporary directory named in the
+//! banner and removed at stop). The walkthrough gets tokens with `halo-gateway token`.
+//!
 //! The gateway is configured through the same code path as `serve` ([`Config::load_with_env`]
 //! with ASP.NET-style variables), not a special case. The same issuer and stub are what the
 //! integration tests use.
