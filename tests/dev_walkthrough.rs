@@ -80,7 +80,7 @@ async fn token(
 
 #[tokio::test]
 async fn the_dev_walkthrough_works_end_to_end() {
-    let (mut child, env) = start_dev().await;
+    let (child, env) = start_dev().await;
     let http = client();
     let issuer = &env["OKTA_ISSUER_URI"];
     let halo = &env["HALO_API_URL"];
@@ -283,7 +283,7 @@ async fn dev_refuses_non_loopback_without_the_override() {
 async fn dev_can_run_only_the_issuer() {
     let issuer_port = free_port();
     let gateway_port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
         .args([
             "dev",
             "--issuer-only",
@@ -371,7 +371,7 @@ async fn token_command(env: &HashMap<String, String>, args: &[&str]) -> (i32, St
 #[tokio::test]
 async fn the_walkthrough_gets_its_tokens_with_halo_gateway_token() {
     use std::os::unix::fs::PermissionsExt;
-    let (mut child, env, text) = start_dev_with_text().await;
+    let (child, env, text) = start_dev_with_text().await;
     // One raw curl token request stays, the others use the command.
     assert_eq!(text.matches("/v1/token").count(), 1, "{text}");
     assert!(text.contains("TOKEN=$(halo-gateway token)"), "{text}");

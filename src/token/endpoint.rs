@@ -268,7 +268,7 @@ enum BodyError {
 fn unreachable(url: &str, error: &dyn std::error::Error) -> TokenError {
     TokenError::unreachable(
         url,
-        format!("cannot be reached: {}", crate::error_chain(error)),
+        format!("cannot be reached: {}", crate::error::error_chain(error)),
     )
 }
 
