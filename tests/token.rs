@@ -318,15 +318,11 @@ async fn client_secret_post_sends_the_credentials_in_the_body_only() {
     Run::of(command.output().await.expect("runs")).token();
     let request = f.issuer.last_token_request().expect("recorded");
     assert_eq!(request.authorization, None);
-    let field = |name: &str| {
-        request
-            .form
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    assert_eq!(field("client_id"), Some(f.client().id.clone()));
-    assert_eq!(field("client_secret"), Some(f.client().secret.clone()));
+    assert_eq!(request.field("client_id"), Some(f.client().id.as_str()));
+    assert_eq!(
+        request.field("client_secret"),
+        Some(f.client().secret.as_str())
+    );
 }
 
 /// An issuer with one EC and one RSA `private_key_jwt` client.
@@ -368,13 +364,7 @@ async fn private_key_jwt_sends_an_assertion_with_okta_claims_and_a_single_use_jt
 
         let request = f.issuer.last_token_request().expect("recorded");
         assert_eq!(request.authorization, None);
-        let field = |name: &str| {
-            request
-                .form
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
+        let field = |name: &str| request.field(name).map(str::to_owned);
         assert_eq!(
             field("client_assertion_type").as_deref(),
             Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")

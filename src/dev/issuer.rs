@@ -109,6 +109,16 @@ pub struct RecordedTokenRequest {
     pub form: Vec<(String, String)>,
 }
 
+impl RecordedTokenRequest {
+    /// The value of form field `name`, if sent.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// How the issuer is set up.
 #[derive(Debug, Clone)]
 pub struct IssuerOptions {
