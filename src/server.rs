@@ -28,9 +28,9 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Authenticator, BuildError};
 use crate::auth::keys::KeyStore;
 use crate::auth::validate::Validator;
+use crate::auth::{Authenticator, BuildError};
 use crate::config::{Config, GatewayConfig};
 use crate::health::{AdminState, admin_app};
 use crate::metrics::Metrics;
@@ -80,9 +80,7 @@ pub struct RunningGateway {
 /// Builds everything, binds both listeners, loads keys once, and starts serving.
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let auth = Arc::new(
-        Authenticator::from_config(config, metrics.clone())?,
-    );
+    let auth = Arc::new(Authenticator::from_config(config, metrics.clone())?);
     let validator = auth.validator().clone();
     let keys = validator.keys().clone();
     let g = &config.gateway;
