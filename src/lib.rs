@@ -12,6 +12,7 @@
 //! admin listener (health.rs): /healthz /readyz /metrics
 //! http/: helpers below both auth and proxy (normalized path, safe text, JSON errors, bodies)
 //! dev/: the embedded Okta-like issuer and stub Halo used by `halo-gateway dev` and the tests
+//! token/: `halo-gateway token`, the client-credentials token command for Halo API clients
 //! ```
 
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod middleware;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;
+pub mod token;
 
 pub use config::Config;
 pub use server::{RunningGateway, StartError, start};

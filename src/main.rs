@@ -1,5 +1,6 @@
 //! Thin entry point: parse the CLI, load and validate configuration before binding anything,
-//! start logging, run. Exit codes: 0 ok, 1 runtime failure (issuer/ports), 2 configuration.
+//! start logging, run. Exit codes: 0 ok, 1 runtime failure (issuer/ports), 2 configuration;
+//! `token` adds 3 (the authorization server refused) and `token exec` passes on COMMAND's.
 
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
             Command::CheckConfig => check_config(cli.config).await,
             Command::Dev(options) => dev(*options).await,
             Command::Explain(args) => explain(cli.config, args).await,
+            Command::Token(args) => halo_gateway::token::run(*args).await,
         }
     })
 }

@@ -8,10 +8,16 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::support::{client, free_port};
+use crate::support::{client, free_port, send_bearer};
 
 /// Runs `dev` and reads the `export NAME='value'` lines of its walkthrough.
 async fn start_dev() -> (tokio::process::Child, HashMap<String, String>) {
+    let (child, exports, _) = start_dev_with_text().await;
+    (child, exports)
+}
+
+/// Runs `dev`; the `export` lines of its walkthrough, and the whole text.
+async fn start_dev_with_text() -> (tokio::process::Child, HashMap<String, String>, String) {
     let [gw, admin, issuer, stub] = [free_port(), free_port(), free_port(), free_port()];
     let mut child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
         .args([
@@ -36,8 +42,11 @@ async fn start_dev() -> (tokio::process::Child, HashMap<String, String>) {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut exports = HashMap::new();
+    let mut text = String::new();
     let read = async {
         while let Ok(Some(line)) = lines.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
             if let Some(rest) = line.strip_prefix("export ")
                 && let Some((name, value)) = rest.split_once('=')
             {
@@ -53,7 +62,7 @@ async fn start_dev() -> (tokio::process::Child, HashMap<String, String>) {
         .expect("walkthrough printed");
     // Keep draining stdout so the child never writes into a closed pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, exports)
+    (child, exports, text)
 }
 
 async fn token(
@@ -71,7 +80,7 @@ async fn token(
 
 #[tokio::test]
 async fn the_dev_walkthrough_works_end_to_end() {
-    let (mut child, env) = start_dev().await;
+    let (child, env) = start_dev().await;
     let http = client();
     let issuer = &env["OKTA_ISSUER_URI"];
     let halo = &env["HALO_API_URL"];
@@ -242,7 +251,7 @@ async fn the_dev_walkthrough_works_end_to_end() {
         .expect("sent");
     assert_eq!(response.status(), 200);
 
-    let _ = child.start_kill();
+    stop_dev(child).await;
 }
 
 #[tokio::test]
@@ -274,7 +283,7 @@ async fn dev_refuses_non_loopback_without_the_override() {
 async fn dev_can_run_only_the_issuer() {
     let issuer_port = free_port();
     let gateway_port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
         .args([
             "dev",
             "--issuer-only",
@@ -319,5 +328,107 @@ async fn dev_can_run_only_the_issuer() {
             .is_err(),
         "no gateway in --issuer-only"
     );
-    let _ = child.start_kill();
+    stop_dev(child).await;
+}
+
+/// Stops `dev` as Ctrl-C would (SIGTERM through `sh`'s `kill`), so it removes its temp files.
+async fn stop_dev(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status()
+            .await;
+    }
+    let stopped = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    assert!(stopped.is_ok(), "dev stops on SIGTERM");
+}
+
+/// `halo-gateway token` with the walkthrough's exports as its whole environment.
+async fn token_command(env: &HashMap<String, String>, args: &[&str]) -> (i32, String, String) {
+    let names = [
+        "OKTA_ISSUER_URI",
+        "CLIENT_ID",
+        "CLIENT_SECRET",
+        "HALO_TOKEN_CACHE_DIR",
+    ];
+    let output = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .arg("token")
+        .args(args)
+        .env_clear()
+        .envs(names.iter().map(|n| (n, &env[*n])))
+        .output()
+        .await
+        .expect("runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_walkthrough_gets_its_tokens_with_halo_gateway_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let (child, env, text) = start_dev_with_text().await;
+    // One raw curl token request stays, the others use the command.
+    assert_eq!(text.matches("/v1/token").count(), 1, "{text}");
+    assert!(text.contains("TOKEN=$(halo-gateway token)"), "{text}");
+    assert!(text.contains("halo-gateway token exec --"), "{text}");
+    assert!(
+        text.contains("--private-key \"$SIGNER_PRIVATE_KEY\""),
+        "{text}"
+    );
+
+    // The signer's private key: named in the banner, 0600, in a private temp directory.
+    let key = std::path::PathBuf::from(&env["SIGNER_PRIVATE_KEY"]);
+    assert!(text.contains(&format!("key '{}'", key.display())), "{text}");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(key.parent().expect("dir")), 0o700);
+    assert!(key.starts_with(std::env::temp_dir()), "{}", key.display());
+
+    let http = client();
+    let halo = &env["HALO_API_URL"];
+    let policies = format!("{halo}/api/v1/policies");
+    // Step 3: the User client through the exports.
+    let (code, user_token, stderr) = token_command(&env, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(&user_token));
+    let response = send_bearer(&http, reqwest::Method::GET, &policies, &user_token).await;
+    assert_eq!(response.status(), 200);
+    // Step 7: the private_key_jwt client.
+    let key = key.to_string_lossy().into_owned();
+    let (code, signer_token, stderr) = token_command(
+        &env,
+        &[
+            "--client-id",
+            &env["SIGNER_CLIENT_ID"],
+            "--private-key",
+            &key,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(signer_token, user_token);
+    let response = send_bearer(&http, reqwest::Method::GET, &policies, &signer_token).await;
+    assert_eq!(response.status(), 200);
+    // Step 8: after a key rotation, --force-refresh gets a token the gateway accepts.
+    http.post(format!("{}/dev/rotate-keys", env["OKTA_ISSUER_URI"]))
+        .send()
+        .await
+        .expect("rotated");
+    let (code, rotated, stderr) = token_command(&env, &["--force-refresh"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(rotated, user_token);
+    let response = send_bearer(&http, reqwest::Method::GET, &policies, &rotated).await;
+    assert_eq!(response.status(), 200);
+
+    stop_dev(child).await;
+    assert!(
+        !std::path::Path::new(&key).exists(),
+        "the private key is removed when dev stops"
+    );
 }

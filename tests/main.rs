@@ -15,3 +15,4 @@ mod proxying;
 mod responses;
 mod route_policy;
 mod stack;
+mod token;

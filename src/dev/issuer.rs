@@ -6,16 +6,19 @@
 //! - `GET /.well-known/openid-configuration`, `GET /.well-known/oauth-authorization-server`
 //! - `GET /v1/keys`: RSA-2048 JWKS (`kid`, `use: sig`, `alg: RS256`), with `ETag`
 //!   (304 on `If-None-Match`) and optional `Cache-Control: max-age`
-//! - `POST /v1/token`: client-credentials, client via form fields or HTTP Basic; errors per
+//! - `POST /v1/token`: client-credentials; the client authenticates with HTTP Basic, form
+//!   fields or a `private_key_jwt` assertion (see [`super::client_auth`]); errors per
 //!   RFC 6749 §5.2 as Okta words them
 //! - `POST /dev/rotate-keys`: a new signing key (the previous one stays published, as Okta
 //!   does, unless `?retire_old=true`)
 //!
-//! Tests also mint tokens from explicit claims and inject JWKS faults (see [`JwksFault`]).
+//! Tests also mint tokens from explicit claims, inject JWKS faults (see [`JwksFault`]) and
+//! token-endpoint refusals (see [`TokenFault`]), and read the last token request back.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
@@ -27,11 +30,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use super::client_auth::{Authenticated, ClientRegistry, KeyClient};
 
 /// The scope Halo's API clients ask for.
 pub const HALO_SCOPE: &str = "halo.api";
@@ -79,12 +84,51 @@ pub enum JwksFault {
     Delay(Duration),
 }
 
+/// Refusals the token endpoint can be told to give after the client authenticated, as Okta
+/// gives them for an app set up in a way Halo cannot use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenFault {
+    #[default]
+    None,
+    /// The app requires DPoP and the request has no proof: 400 `invalid_dpop_proof`.
+    DpopProofMissing,
+    /// The app requires DPoP and asks for a nonce: 400 `use_dpop_nonce` with `DPoP-Nonce`.
+    DpopNonce,
+    /// The app requires DPoP and the token is DPoP-bound: `token_type: DPoP`.
+    DpopBoundToken,
+    /// The client credentials grant is not enabled on the app: 400 `unauthorized_client`.
+    GrantNotEnabled,
+    /// No access policy rule lets the client in: 400 `access_denied`.
+    PolicyDenied,
+}
+
+/// A token request as the issuer received it (tests check what the client sent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedTokenRequest {
+    pub authorization: Option<String>,
+    pub form: Vec<(String, String)>,
+}
+
+impl RecordedTokenRequest {
+    /// The value of form field `name`, if sent.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// How the issuer is set up.
 #[derive(Debug, Clone)]
 pub struct IssuerOptions {
     /// `aud` of issued tokens.
     pub audience: String,
     pub clients: Vec<DevClient>,
+    /// Clients that authenticate with `private_key_jwt`.
+    pub key_clients: Vec<KeyClient>,
+    /// Scopes defined on the authorization server.
+    pub scopes: Vec<String>,
     pub token_lifetime: Duration,
     /// `Cache-Control: max-age` on the JWKS.
     pub jwks_max_age: Option<Duration>,
@@ -102,6 +146,8 @@ impl Default for IssuerOptions {
                 DevClient::generate(Some("Admin")),
                 DevClient::generate(None),
             ],
+            key_clients: Vec::new(),
+            scopes: vec![HALO_SCOPE.to_owned()],
             token_lifetime: Duration::from_secs(3600),
             jwks_max_age: None,
             openid_configuration: true,
@@ -158,6 +204,11 @@ struct IssuerState {
     jwks_fetches: AtomicU64,
     jwks_not_modified: AtomicU64,
     tokens_issued: AtomicU64,
+    token_requests: AtomicU64,
+    token_fault: RwLock<TokenFault>,
+    last_token_request: RwLock<Option<RecordedTokenRequest>>,
+    /// Assertion `jti`s seen, with their `exp` (forgotten once expired).
+    used_jtis: Mutex<HashMap<String, u64>>,
 }
 
 /// A running embedded issuer.
@@ -191,6 +242,10 @@ impl Issuer {
             jwks_fetches: AtomicU64::new(0),
             jwks_not_modified: AtomicU64::new(0),
             tokens_issued: AtomicU64::new(0),
+            token_requests: AtomicU64::new(0),
+            token_fault: RwLock::new(TokenFault::None),
+            last_token_request: RwLock::new(None),
+            used_jtis: Mutex::new(HashMap::new()),
         });
         let server = tokio::spawn(serve(listener, state.clone()));
         Ok(Self {
@@ -234,6 +289,29 @@ impl Issuer {
 
     pub fn tokens_issued(&self) -> u64 {
         self.state.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// Requests to `/v1/token` so far, answered or refused.
+    pub fn token_requests(&self) -> u64 {
+        self.state.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// The most recent request to `/v1/token`.
+    pub fn last_token_request(&self) -> Option<RecordedTokenRequest> {
+        read(&self.state.last_token_request).clone()
+    }
+
+    /// The token endpoint URL (`aud` of client assertions).
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/v1/token", self.state.issuer)
+    }
+
+    pub fn key_clients(&self) -> &[KeyClient] {
+        &self.state.options.key_clients
+    }
+
+    pub fn set_token_fault(&self, fault: TokenFault) {
+        *write(&self.state.token_fault) = fault;
     }
 
     /// The current signing key's id.
@@ -298,7 +376,11 @@ impl Issuer {
 
     /// The claims Okta puts in a client-credentials access token.
     pub fn claims_for(&self, client: &DevClient, scopes: &[&str]) -> Value {
-        okta_claims(&self.state, client, scopes)
+        let client = Authenticated {
+            id: client.id.clone(),
+            role: client.role.clone(),
+        };
+        okta_claims(&self.state, &client, scopes)
     }
 
     /// A valid access token for `client`, as `/v1/token` would issue it.
@@ -379,8 +461,9 @@ async fn metadata(State(state): State<Arc<IssuerState>>) -> Json<Value> {
         "jwks_uri": state.options.jwks_uri.clone().unwrap_or_else(|| format!("{issuer}/v1/keys")),
         "response_types_supported": ["code", "token"],
         "grant_types_supported": ["client_credentials"],
-        "scopes_supported": [HALO_SCOPE],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": state.options.scopes,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"],
         "claims_supported": ["ver", "jti", "iss", "aud", "iat", "exp", "cid", "scp", "sub", "role"],
         "code_challenge_methods_supported": ["S256"],
         "halo_gateway_dev": "embedded development issuer; not for production",
@@ -451,14 +534,6 @@ async fn keys(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Resp
     response
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenForm {
-    grant_type: Option<String>,
-    scope: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-}
-
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut response = (
         status,
@@ -477,45 +552,47 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     response
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-    };
-    Some((unescape(id)?, unescape(secret)?))
-}
-
 async fn token(
     State(state): State<Arc<IssuerState>>,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let credentials = basic_credentials(&headers)
-        .or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)));
-    let client = credentials.and_then(|(id, secret)| {
-        state
-            .options
-            .clients
-            .iter()
-            .find(|c| c.id == id && constant_time_eq(c.secret.as_bytes(), secret.as_bytes()))
-            .cloned()
+    state.token_requests.fetch_add(1, Ordering::SeqCst);
+    *write(&state.last_token_request) = Some(RecordedTokenRequest {
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        form: form.clone(),
     });
-    let Some(client) = client else {
+    // RFC 6749 §3.2: parameters must not be repeated.
+    if let Some((name, _)) = form
+        .iter()
+        .find(|(name, _)| form.iter().filter(|(n, _)| n == name).count() > 1)
+    {
         return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Client authentication failed. Either the client or the client credentials are invalid.",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("The '{name}' parameter was provided more than once."),
         );
+    }
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     };
-    match form.grant_type.as_deref() {
+    let registry = ClientRegistry {
+        secret_clients: &state.options.clients,
+        key_clients: &state.options.key_clients,
+        token_endpoint: &format!("{}/v1/token", state.issuer),
+        used_jtis: &state.used_jtis,
+        now: unix_now(),
+    };
+    let client = match registry.authenticate(&headers, &form) {
+        Ok(client) => client,
+        Err(refusal) => return oauth_error(refusal.status, refusal.error, &refusal.description),
+    };
+    match field("grant_type") {
         Some("client_credentials") => {}
         Some(_) => {
             return oauth_error(
@@ -532,9 +609,7 @@ async fn token(
             );
         }
     }
-    let requested: Vec<&str> = form
-        .scope
-        .as_deref()
+    let requested: Vec<&str> = field("scope")
         .unwrap_or("")
         .split(' ')
         .filter(|s| !s.is_empty())
@@ -565,7 +640,10 @@ async fn token(
             ),
         );
     }
-    if let Some(unknown) = requested.iter().find(|s| **s != HALO_SCOPE) {
+    if let Some(unknown) = requested
+        .iter()
+        .find(|s| !state.options.scopes.iter().any(|known| known == *s))
+    {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -573,6 +651,10 @@ async fn token(
                 "One or more scopes are not configured for the authorization server resource: '{unknown}'."
             ),
         );
+    }
+    let fault = *read(&state.token_fault);
+    if let Some(refusal) = fault_refusal(fault) {
+        return refusal;
     }
     state.tokens_issued.fetch_add(1, Ordering::SeqCst);
     let claims = okta_claims(&state, &client, &requested);
@@ -594,8 +676,13 @@ async fn token(
         "{message}.{}",
         URL_SAFE_NO_PAD.encode(key.sign(message.as_bytes()))
     );
+    let token_type = if fault == TokenFault::DpopBoundToken {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
     let mut response = Json(json!({
-        "token_type": "Bearer",
+        "token_type": token_type,
         "expires_in": state.options.token_lifetime.as_secs(),
         "access_token": access_token,
         "scope": requested.join(" "),
@@ -608,6 +695,37 @@ async fn token(
         .headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// The answer Okta gives for `fault`, if it refuses.
+fn fault_refusal(fault: TokenFault) -> Option<Response> {
+    let (error, description) = match fault {
+        TokenFault::None | TokenFault::DpopBoundToken => return None,
+        TokenFault::DpopProofMissing => (
+            "invalid_dpop_proof",
+            "The DPoP proof JWT header is missing.",
+        ),
+        TokenFault::DpopNonce => (
+            "use_dpop_nonce",
+            "Authorization server requires nonce in DPoP proof.",
+        ),
+        TokenFault::GrantNotEnabled => (
+            "unauthorized_client",
+            "The client is not authorized to use the provided grant type. Configured grant types: [authorization_code].",
+        ),
+        TokenFault::PolicyDenied => (
+            "access_denied",
+            "Policy evaluation failed for this request, please check the policy configurations.",
+        ),
+    };
+    let mut response = oauth_error(StatusCode::BAD_REQUEST, error, description);
+    if fault == TokenFault::DpopNonce {
+        response.headers_mut().insert(
+            "dpop-nonce",
+            HeaderValue::from_static("dev-nonce-not-for-use"),
+        );
+    }
+    Some(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -627,10 +745,14 @@ async fn rotate_keys(
     )
 }
 
-fn okta_claims(state: &IssuerState, client: &DevClient, scopes: &[&str]) -> Value {
-    let now = SystemTime::now()
+fn unix_now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+        .map_or(0, |d| d.as_secs())
+}
+
+fn okta_claims(state: &IssuerState, client: &Authenticated, scopes: &[&str]) -> Value {
+    let now = unix_now();
     let mut claims = json!({
         "ver": 1,
         "jti": format!("AT.{}", random_token(43)),
@@ -646,10 +768,6 @@ fn okta_claims(state: &IssuerState, client: &DevClient, scopes: &[&str]) -> Valu
         map.insert("role".into(), Value::String(role.clone()));
     }
     claims
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// URL-safe random text of `len` characters.

@@ -1,16 +1,23 @@
 //! `halo-gateway dev`: the embedded issuer, the stub Halo API and the gateway in one process on
 //! loopback, so the whole Okta + Halo flow runs on a laptop with no accounts.
 //!
+//! The issuer has three clients: Admin and User (client secrets, printed) and Signer
+//! (`private_key_jwt`; its private key is written 0600 to a temporary directory named in the
+//! banner and removed at stop). The walkthrough gets tokens with `halo-gateway token`.
+//!
 //! The gateway is configured through the same code path as `serve` ([`Config::load_with_env`]
 //! with ASP.NET-style variables), not a special case. The same issuer and stub are what the
 //! integration tests use.
 
+pub mod client_auth;
 pub mod issuer;
 pub mod upstream;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use self::client_auth::KeyClient;
 use self::issuer::{DevClient, Issuer, IssuerOptions};
 use self::upstream::StubUpstream;
 use crate::config::{AspNetEnv, Config};
@@ -69,6 +76,9 @@ pub struct DevOptions {
 #[derive(Debug)]
 pub struct DevStack {
     pub issuer: Option<Issuer>,
+    /// The private key of the issuer's `private_key_jwt` client, and the token cache the
+    /// walkthrough uses; removed when the stack is dropped.
+    pub files: Option<DevFiles>,
     pub upstream: Option<StubUpstream>,
     pub gateway: Option<RunningGateway>,
     pub upstream_url: String,
@@ -91,6 +101,8 @@ pub enum DevError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set up the private_key_jwt client: {0}")]
+    KeyClient(String),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -120,9 +132,16 @@ impl DevStack {
                 }
             }
         }
+        let mut files = None;
         let issuer = if options.upstream_only {
             None
         } else {
+            let (key_client, private_key) =
+                KeyClient::generate(None).map_err(DevError::KeyClient)?;
+            files = Some(
+                DevFiles::create(&key_client.id, &private_key)
+                    .map_err(|e| DevError::KeyClient(e.to_string()))?,
+            );
             let issuer_options = IssuerOptions {
                 audience: options.audience.clone(),
                 clients: vec![
@@ -137,6 +156,7 @@ impl DevStack {
                         None,
                     ),
                 ],
+                key_clients: vec![key_client],
                 ..IssuerOptions::default()
             };
             Some(
@@ -179,6 +199,7 @@ impl DevStack {
         };
         Ok(Self {
             issuer,
+            files,
             upstream,
             gateway,
             upstream_url,
@@ -230,10 +251,25 @@ impl DevStack {
             || self.upstream_url.clone(),
             |g| format!("http://{}", g.public_addr),
         );
+        let (signer_id, key_file, cache_dir) = match (issuer.key_clients().first(), &self.files) {
+            (Some(client), Some(files)) => (
+                client.id.as_str(),
+                sh_quote(&files.private_key.display().to_string()),
+                sh_quote(&files.token_cache.display().to_string()),
+            ),
+            _ => ("", String::new(), String::new()),
+        };
+        // `halo-gateway token` below is this very binary.
+        let path_line = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()))
+            .map(|dir| format!("export PATH={}:\"$PATH\"\n", sh_quote(&dir)))
+            .unwrap_or_default();
         out.push_str(&format!(
             r#"
-Clients:  Admin (role claim "Admin")  id {admin_id}  secret {admin_secret}
-          User  (no role claim)       id {user_id}  secret {user_secret}
+Clients:  Admin  (role claim "Admin")        id {admin_id}  secret {admin_secret}
+          User   (no role claim)             id {user_id}  secret {user_secret}
+          Signer (no role, private_key_jwt)  id {signer_id}  key {key_file} (0600; removed when dev stops)
 
 Walkthrough (Halo's "Verify authentication" guide; paste into another terminal):
 
@@ -243,32 +279,40 @@ export CLIENT_ID='{user_id}'
 export CLIENT_SECRET='{user_secret}'
 export ADMIN_CLIENT_ID='{admin_id}'
 export ADMIN_CLIENT_SECRET='{admin_secret}'
-
+export SIGNER_CLIENT_ID='{signer_id}'
+export SIGNER_PRIVATE_KEY={key_file}
+export HALO_TOKEN_CACHE_DIR={cache_dir}
+{path_line}
 # 1. No token: 401 with WWW-Authenticate: Bearer
 curl -i "$HALO_API_URL/api/v1/policies"
 
-# 2. Get a token (client credentials, scope halo.api), then call the API: 200
+# 2. A token the way Halo's guide gets one (client credentials, scope halo.api), then the API: 200
 TOKEN=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials -d scope=halo.api \
   "$OKTA_ISSUER_URI/v1/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 curl -i -H "Authorization: Bearer $TOKEN" "$HALO_API_URL/api/v1/policies"
 
-# 3. Rebuild a file: the bytes come back
-echo 'hello halo' > sample.txt
-curl -s -H "Authorization: Bearer $TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/rebuild/file" -o rebuilt.txt && cat rebuilt.txt
+# 3. The same with halo-gateway token (reads the exports above; cached until near expiry)
+TOKEN=$(halo-gateway token)
+curl -i -H "$(halo-gateway token --format header)" "$HALO_API_URL/api/v1/policies"
 
-# 4. License upload with the User client: 403 AdminRoleMissing
+# 4. Rebuild a file, the token handed over in HALO_TOKEN: the bytes come back
+echo 'hello halo' > sample.txt
+halo-gateway token exec -- sh -c 'curl -s -H "Authorization: Bearer $HALO_TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/rebuild/file"'
+
+# 5. License upload with the User client: 403 AdminRoleMissing
 curl -i -X POST -H "Authorization: Bearer $TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/license"
 
-# 5. The same with the Admin client: 201
-ADMIN_TOKEN=$(curl -s -d grant_type=client_credentials -d scope=halo.api \
-  -d client_id="$ADMIN_CLIENT_ID" -d client_secret="$ADMIN_CLIENT_SECRET" \
-  "$OKTA_ISSUER_URI/v1/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+# 6. The same with the Admin client (client_secret_post this time): 201
+ADMIN_TOKEN=$(CLIENT_ID="$ADMIN_CLIENT_ID" CLIENT_SECRET="$ADMIN_CLIENT_SECRET" halo-gateway token --auth-method client_secret_post)
 curl -i -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/license"
 
-# 6. Rotate the issuer's signing key and watch the gateway follow (new token, still 200)
+# 7. A private_key_jwt client: a signed assertion instead of a secret: 200
+SIGNER_TOKEN=$(halo-gateway token --client-id "$SIGNER_CLIENT_ID" --private-key "$SIGNER_PRIVATE_KEY")
+curl -i -H "Authorization: Bearer $SIGNER_TOKEN" "$HALO_API_URL/api/v1/policies"
+
+# 8. Rotate the issuer's signing key and watch the gateway follow (new token, still 200)
 curl -s -X POST "$OKTA_ISSUER_URI/dev/rotate-keys"
-TOKEN=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials -d scope=halo.api \
-  "$OKTA_ISSUER_URI/v1/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+TOKEN=$(halo-gateway token --force-refresh)
 curl -i -H "Authorization: Bearer $TOKEN" "$HALO_API_URL/api/v1/policies"
 
 Press Ctrl-C to stop.
@@ -281,6 +325,48 @@ Press Ctrl-C to stop.
         ));
         out
     }
+}
+
+/// Files of a dev run in a private temporary directory (0700): the `private_key_jwt` client's
+/// key (0600) and the walkthrough's token cache, so tokens of an earlier run (signed by keys
+/// that died with it) are never reused.
+#[derive(Debug)]
+pub struct DevFiles {
+    _dir: tempfile::TempDir,
+    pub private_key: PathBuf,
+    pub token_cache: PathBuf,
+}
+
+impl DevFiles {
+    fn create(client_id: &str, private_key_pem: &str) -> std::io::Result<Self> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("halo-gateway-dev-");
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let dir = builder.tempdir()?;
+        let private_key = dir.path().join(format!("{client_id}.pem"));
+        write_private(&private_key, private_key_pem.as_bytes())?;
+        Ok(Self {
+            token_cache: dir.path().join("token-cache"),
+            private_key,
+            _dir: dir,
+        })
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// `text` as one single-quoted shell word.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The ASP.NET-style variables `serve` would read, pointing at the embedded parts.
