@@ -72,6 +72,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     ServiceBuilder::new()
+        // Boxed: hyper keeps a slot for the service and its future for a connection's whole
+        // life, so the unboxed stack would make every idle keep-alive connection larger.
+        .boxed_clone()
         // First, so nothing below can log or debug-print a credential.
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
