@@ -32,6 +32,3 @@ pub mod token;
 
 pub use config::Config;
 pub use server::{RunningGateway, StartError, start};
-
-/// The git commit this binary was built from.
-pub const GIT_SHA: &str = env!("HALO_GATEWAY_GIT_SHA");

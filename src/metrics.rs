@@ -14,6 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// The git commit this binary was built from (build.rs).
+const GIT_SHA: &str = env!("HALO_GATEWAY_GIT_SHA");
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: &'static str,
@@ -183,7 +186,7 @@ impl Metrics {
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
-                git_sha: crate::GIT_SHA,
+                git_sha: GIT_SHA,
             })
             .set(1);
         Self {
