@@ -21,7 +21,7 @@ use crate::auth::policy::Policy;
 use crate::auth::validate::{Validator, decode, unix_now};
 use crate::config::Config;
 use crate::http::path::NormalizedPath;
-use crate::http::text::sanitize;
+use crate::http::text::{sanitize, seconds};
 use crate::metrics::Metrics;
 
 /// What to explain.
@@ -77,7 +77,7 @@ pub fn fix_for(reason: DenyReason, config: &Config) -> String {
             "this is an Okta org authorization server token (typ application/okta-internal-at+jwt): request tokens from the custom authorization server (https://<org>.okta.com/oauth2/<id>/v1/token)".into()
         }
         DenyReason::SenderConstrained => {
-            "the token is DPoP-bound (cnf claim): turn off 'Require Demonstrating Proof of Possession (DPoP)' on the Okta API Services app".into()
+            "the token is sender-constrained (cnf claim): request a plain bearer token; for DPoP turn off 'Require Demonstrating Proof of Possession (DPoP)' on the Okta API Services app".into()
         }
         DenyReason::RoleMissing => format!(
             "license-management writes need the role claim '{}' with value Admin: add the claim to the Okta authorization server for this client",
@@ -87,7 +87,7 @@ pub fn fix_for(reason: DenyReason, config: &Config) -> String {
         DenyReason::DisallowedAlg => "only asymmetric algorithms (RS256/384/512, PS256/384/512, ES256/384, EdDSA) matching the key are accepted".into(),
         DenyReason::LifetimeTooLong => "the token lives longer than MaxTokenLifetime: shorten the access token lifetime on the authorization server".into(),
         DenyReason::KeysUnavailable => "the issuer's keys could not be fetched: check Authority/MetadataAddress and network access to the issuer".into(),
-        DenyReason::TokenTooLong => "the token exceeds MaxTokenLength: it is not an Okta access token".into(),
+        DenyReason::TokenTooLong => "the token exceeds Authentication__Schemes__Bearer__MaxTokenLength: raise it (and Gateway__MaxHeaderBytes with it) for tokens with large claims such as many Okta groups (see 'Tokens with large group claims' in docs/configuration.md)".into(),
         DenyReason::MissingClaim | DenyReason::Malformed | DenyReason::DisallowedHeader => {
             "this is not an access token from an Okta custom authorization server: request one with the client-credentials grant and scope halo.api".into()
         }
@@ -346,10 +346,10 @@ async fn explain_decoded(
     match claims.get("exp").and_then(Value::as_f64) {
         Some(exp) if validator.check_expiry(exp, now).is_err() => report.fail(
             "expiry",
-            &format!("expired {:.0} s ago", now - exp),
+            &format!("expired {} s ago", seconds(now - exp)),
             &fix_for(DenyReason::Expired, config),
         ),
-        Some(exp) => report.pass("expiry", &format!("expires in {:.0} s", exp - now)),
+        Some(exp) => report.pass("expiry", &format!("expires in {} s", seconds(exp - now))),
         None => report.fail(
             "expiry",
             "no numeric exp claim",
@@ -360,17 +360,17 @@ async fn explain_decoded(
         if validator.check_not_before(nbf, now).is_err() {
             report.fail(
                 "not before",
-                &format!("valid only in {:.0} s", nbf - now),
+                &format!("valid only in {} s", seconds(nbf - now)),
                 &fix_for(DenyReason::NotYetValid, config),
             );
         } else {
             report.pass("not before", "already valid");
         }
     }
-    if claims.contains_key("cnf") {
+    if let Some(cnf) = claims.get("cnf") {
         report.fail(
             "sender constraint",
-            "the token carries a cnf claim (DPoP-bound)",
+            &crate::auth::cnf::refusal(cnf),
             &fix_for(DenyReason::SenderConstrained, config),
         );
     } else {

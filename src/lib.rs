@@ -2,7 +2,8 @@
 //! bearer tokens and enforces Halo's roles.
 //!
 //! ```text
-//! client ──► public listener (server.rs: header timeout, limits, graceful shutdown)
+//! client ──► public listener (server.rs: header timeout, limits (431 with a JSON body:
+//!            head_errors.rs), graceful shutdown)
 //!            └► middleware/: the tower stack, ordered in middleware::public_stack
 //!               sensitive headers ► request id ► span ► access log ► request checks
 //!               └► auth/ (AuthLayer): route policy ► bearer token ► validate (keys from JWKS) ► role
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dev;
 mod error;
 pub mod explain;
+pub(crate) mod head_errors;
 pub(crate) mod health;
 pub mod http;
 pub mod metrics;

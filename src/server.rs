@@ -12,9 +12,10 @@
 //!
 //! The public listener is a hyper accept loop rather than `axum::serve`, because the
 //! front needs what `axum::serve` does not offer: a header-read timeout (slowloris; hyper also
-//! applies it to idle keep-alive connections), header count and size limits (431), and a cap
-//! on concurrent connections. On shutdown the listener closes, `/readyz` turns 503, and
-//! in-flight requests get up to `Gateway__ShutdownTimeout` to finish.
+//! applies it to idle keep-alive connections), header count and size limits (431, given the
+//! gateway's JSON error body by [`crate::head_errors`]), and a cap on concurrent connections.
+//! On shutdown the listener closes, `/readyz` turns 503, and in-flight requests get up to
+//! `Gateway__ShutdownTimeout` to finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::auth::keys::KeyStore;
 use crate::auth::validate::Validator;
 use crate::auth::{Authenticator, BuildError};
 use crate::config::{Config, GatewayConfig};
+use crate::head_errors::{HeadErrorIo, HeadErrorReplies};
 use crate::health::{AdminState, admin_app};
 use crate::metrics::Metrics;
 use crate::middleware::{self, StackSettings, UpstreamBody};
@@ -311,6 +313,7 @@ async fn serve_public<S, B>(
         .max_headers(limits.max_header_count)
         .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(UPLOAD_READ_BUFFER));
+    let head_errors = HeadErrorReplies::new(limits.max_header_bytes, limits.max_header_count);
     loop {
         let permit = tokio::select! {
             biased;
@@ -335,7 +338,8 @@ async fn serve_public<S, B>(
         };
         let _ = stream.set_nodelay(true);
         let service = middleware::connection_service(stack.clone(), peer);
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let io = HeadErrorIo::new(TokioIo::new(stream), head_errors.clone());
+        let connection = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             let _ = connection.await;
             drop(permit);

@@ -123,6 +123,37 @@ async fn dpop_bound_tokens_are_refused_under_bearer() {
 }
 
 #[tokio::test]
+async fn a_certificate_bound_token_is_refused_naming_its_binding_not_dpop() {
+    let env = TestEnv::start().await;
+    let mut claims = env.claims();
+    claims["cnf"] = json!({ "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" });
+    let (status, www) = status_of(&env, &env.issuer.sign(&claims)).await;
+    assert_eq!(status, 401);
+    assert!(www.contains("sender-constrained token (cnf)"), "{www}");
+    assert!(www.contains("client certificate (x5t#S256"), "{www}");
+    assert!(!www.contains("DPoP"), "{www}");
+}
+
+#[tokio::test]
+async fn absurd_numeric_claims_are_echoed_briefly() {
+    let env = TestEnv::start().await;
+    for (name, shown) in [("exp", "lives 1.000e300 s"), ("nbf", "another 1.000e300 s")] {
+        let mut claims = env.claims();
+        claims[name] = json!(1e300);
+        let response = env
+            .get("/api/v1/policies", Some(&env.issuer.sign(&claims)))
+            .await;
+        assert_eq!(response.status(), 401);
+        let www = challenge(&response);
+        let json: serde_json::Value = response.json().await.expect("json");
+        let description = json["error_description"].as_str().unwrap_or_default();
+        assert!(description.contains(shown), "{name}: {description}");
+        assert!(description.len() < 100, "{name}: {description}");
+        assert!(www.len() < 200, "{www}");
+    }
+}
+
+#[tokio::test]
 async fn duplicate_json_members_are_refused() {
     let env = TestEnv::start().await;
     let kid = env.issuer.current_kid();
@@ -171,6 +202,10 @@ async fn overlong_tokens_and_kids_are_refused_before_parsing() {
     let (status, www) = status_of(&env, &env.issuer.sign(&claims)).await;
     assert_eq!(status, 401);
     assert!(www.contains("longer than 2048"), "{www}");
+    assert!(
+        www.contains("Authentication__Schemes__Bearer__MaxTokenLength"),
+        "names the setting: {www}"
+    );
     let token = env.issuer.sign_with_header(
         &json!({ "alg": "RS256", "kid": "k".repeat(300) }),
         &env.claims(),
@@ -380,23 +415,50 @@ async fn too_many_or_too_large_headers_get_431() {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    assert!(
-        send_raw(&env, request.as_bytes())
-            .await
-            .starts_with("HTTP/1.1 431"),
-        "header count"
-    );
-
     let big = format!(
         "GET /api/v1/policies HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
     );
-    assert!(
-        send_raw(&env, big.as_bytes())
-            .await
-            .starts_with("HTTP/1.1 431"),
-        "header size"
-    );
+    for (what, request) in [("header count", request), ("header size", big)] {
+        let (head, body) = exchange_to_close(&env, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 431"), "{what}: {head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(json["error"], "headers_too_large", "{what}");
+        let description = json["error_description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains("Gateway__MaxHeaderBytes (8192 bytes)")
+                && description.contains("Gateway__MaxHeaderCount (20 fields)"),
+            "{description}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unparseable_request_head_gets_400_with_a_json_body() {
+    let env = TestEnv::start().await;
+    let (head, body) = exchange_to_close(
+        &env,
+        b"GET /api/v1/policies HTTP/1.1\r\nHost: x\r\nNo Colon\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+    assert_eq!(json["error"], "invalid_request");
+}
+
+/// Writes `request` on a new connection and reads until the gateway closes it; returns the
+/// response head and body.
+async fn exchange_to_close(env: &TestEnv, request: &[u8]) -> (String, Vec<u8>) {
+    let mut stream = connect(env).await;
+    stream.write_all(request).await.expect("write");
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect("the connection closes");
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_owned(), body.as_bytes().to_vec())
 }
 
 #[tokio::test]
@@ -642,4 +704,34 @@ async fn raw_utf8_paths_cannot_bypass_the_policy_and_are_forwarded_percent_encod
         env.upstream.last_request().expect("forwarded").target,
         "/api/v1/policies/caf%C3%A9"
     );
+}
+
+/// Claims like Okta's with 100 groups (its cap for the groups claim) of long names.
+fn with_many_groups(mut claims: serde_json::Value) -> serde_json::Value {
+    let groups: Vec<String> = (0..100)
+        .map(|i| format!("halo-{i:03}-{}", "engineering-department-".repeat(10)))
+        .collect();
+    claims["groups"] = json!(groups);
+    claims
+}
+
+#[tokio::test]
+async fn a_token_with_100_long_okta_groups_needs_a_larger_max_token_length() {
+    let env = TestEnv::start().await;
+    let token = env.issuer.sign(&with_many_groups(env.claims()));
+    assert!(token.len() > 30_000, "{}", token.len());
+    let (status, www) = status_of(&env, &token).await;
+    assert_eq!(status, 401);
+    assert!(
+        www.contains("longer than 16384 bytes")
+            && www.contains("Authentication__Schemes__Bearer__MaxTokenLength"),
+        "{www}"
+    );
+
+    // Sized as docs/configuration.md says: accepted, and within the default MaxHeaderBytes.
+    let env =
+        TestEnv::with_settings(&[("Authentication__Schemes__Bearer__MaxTokenLength", "49152")])
+            .await;
+    let token = env.issuer.sign(&with_many_groups(env.claims()));
+    assert_eq!(status_of(&env, &token).await.0, 200);
 }

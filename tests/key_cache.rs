@@ -406,3 +406,145 @@ async fn a_reused_token_is_verified_once_but_its_expiry_still_applies() {
         "an expired cached token is rejected"
     );
 }
+
+/// `halo_gateway_jwks_fetches_total{result="rate_limited"}` as the admin listener reports it.
+async fn rate_limited_fetches(admin: std::net::SocketAddr) -> u64 {
+    let text = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|l| l.starts_with("halo_gateway_jwks_fetches_total{result=\"rate_limited\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_issuer_answering_429_with_retry_after_is_not_asked_again_before_the_wait() {
+    // No cooldown: without Retry-After, every unknown kid below would cause a fetch.
+    let env =
+        TestEnv::with_settings(&[("Authentication__Schemes__Bearer__KeyRefetchCooldown", "0")])
+            .await;
+    let old_token = env.token(None);
+    env.issuer.set_fault(JwksFault::RateLimited {
+        status: 429,
+        retry_after: "6".into(),
+    });
+    env.issuer.rotate(false);
+    let new_token = env.token(None);
+    let asked = tokio::time::Instant::now();
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&new_token)).await.status(),
+        401,
+        "the rotated key could not be fetched"
+    );
+    assert_eq!(env.issuer.jwks_fetches(), 2, "start-up + the refetch");
+    assert_eq!(rate_limited_fetches(env.gateway.admin_addr).await, 1);
+    env.issuer.set_fault(JwksFault::None);
+
+    // Unknown-kid refetches and refreshes within the 6 s send nothing; the last good keys serve.
+    while asked.elapsed() < Duration::from_millis(5500) {
+        assert_eq!(
+            env.get("/api/v1/policies", Some(&old_token)).await.status(),
+            200
+        );
+        assert_eq!(
+            env.get("/api/v1/policies", Some(&new_token)).await.status(),
+            401
+        );
+        let refresh = env.gateway.keys.refresh().await;
+        assert_eq!(refresh.result.err().map(|e| e.kind()), Some("rate_limited"));
+        assert!(refresh.next <= Duration::from_secs(6), "{:?}", refresh.next);
+        assert_eq!(env.issuer.jwks_fetches(), 2, "at {:?}", asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // After the wait, the next unknown kid refetches and the new key is accepted.
+    let http = env.http.clone();
+    let url = env.url("/api/v1/policies");
+    let mut accepted = false;
+    let deadline = asked + Duration::from_secs(15);
+    while !accepted && tokio::time::Instant::now() < deadline {
+        accepted = send_bearer(&http, reqwest::Method::GET, &url, &new_token)
+            .await
+            .status()
+            == 200;
+        if !accepted {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(accepted, "the new key is fetched once the wait has passed");
+    assert!(asked.elapsed() >= Duration::from_secs(6));
+    assert_eq!(
+        env.issuer.jwks_fetches(),
+        3,
+        "exactly one fetch after the wait"
+    );
+    assert_eq!(rate_limited_fetches(env.gateway.admin_addr).await, 1);
+}
+
+#[tokio::test]
+async fn a_rate_limited_start_up_retries_no_sooner_than_the_http_date_it_was_given() {
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
+    let asked = tokio::time::Instant::now();
+    // An HTTP-date 4 s ahead (whole seconds): at least 3 s from `asked`, where the gateway's
+    // own back-off would have retried after 1 s and 2 s more.
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(4));
+    issuer.set_metadata_fault(JwksFault::RateLimited {
+        status: 503,
+        retry_after: date,
+    });
+    let gateway = halo_gateway::start(&config_for(issuer.url(), &upstream.url(), &[]))
+        .await
+        .expect("starts anyway");
+    assert!(!gateway.keys.is_ready());
+    assert_eq!(issuer.metadata_fetches(), 1);
+    assert_eq!(rate_limited_fetches(gateway.admin_addr).await, 1);
+    issuer.set_metadata_fault(JwksFault::None);
+    let keys = gateway.keys.clone();
+    eventually(Duration::from_secs(15), || keys.is_ready()).await;
+    assert!(
+        asked.elapsed() >= Duration::from_secs(3),
+        "retried after {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(issuer.metadata_fetches(), 2, "one retry, after the wait");
+}
+
+#[tokio::test]
+async fn a_hostile_retry_after_is_capped_at_key_retry_max_backoff() {
+    let env =
+        TestEnv::with_settings(&[("Authentication__Schemes__Bearer__KeyRetryMaxBackoff", "2s")])
+            .await;
+    env.issuer.set_fault(JwksFault::RateLimited {
+        status: 429,
+        retry_after: "31536000".into(),
+    });
+    let outcome = env.gateway.keys.refresh().await;
+    assert_eq!(outcome.result.err().map(|e| e.kind()), Some("rate_limited"));
+    assert_eq!(outcome.next, Duration::from_secs(2), "a year, capped");
+    let fetches = env.issuer.jwks_fetches();
+    let again = env.gateway.keys.refresh().await;
+    assert!(again.next <= Duration::from_secs(2));
+    assert_eq!(
+        env.issuer.jwks_fetches(),
+        fetches,
+        "still waiting: no fetch"
+    );
+    env.issuer.set_fault(JwksFault::None);
+    let keys = env.gateway.keys.clone();
+    let recovered = async {
+        while keys.refresh().await.result.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), recovered)
+        .await
+        .expect("fetches again once the capped wait has passed");
+    assert!(env.gateway.keys.is_ready());
+}

@@ -78,3 +78,53 @@ async fn failing_refreshes_log_once_per_state_change_not_per_attempt() {
         "one line for the first load, one for the recovery:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_rate_limited_issuer_is_logged_once_with_its_wait_and_the_key_count_is_real() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let issuer = support::start_issuer().await;
+    issuer.rotate(false);
+    let upstream = support::start_stub().await;
+    let gateway = halo_gateway::start(&support::config_for(issuer.url(), &upstream.url(), &[]))
+        .await
+        .expect("starts");
+    let loaded: Vec<String> = captured
+        .text()
+        .lines()
+        .filter(|l| l.contains("signing keys loaded; issuer reachable"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert!(
+        loaded[0].contains("keys=2"),
+        "two published keys: {loaded:?}"
+    );
+
+    issuer.set_fault(JwksFault::RateLimited {
+        status: 429,
+        retry_after: "1".into(),
+    });
+    let keys = &gateway.keys;
+    assert!(keys.refresh().await.result.is_err());
+    let after_first = issuer.jwks_fetches();
+    // Skipped attempts during the wait, then a second 429 once it has passed: one episode.
+    while issuer.jwks_fetches() == after_first {
+        assert!(keys.refresh().await.result.is_err());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let log = captured.text();
+    let asked: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("the issuer asked to wait"))
+        .collect();
+    assert_eq!(asked.len(), 1, "{log}");
+    assert!(asked[0].contains("wait_s=1"), "{}", asked[0]);
+    assert!(asked[0].contains("HTTP 429"), "{}", asked[0]);
+    assert!(!log.contains("key refresh failed"), "{log}");
+}

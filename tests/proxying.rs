@@ -216,6 +216,14 @@ async fn response_hop_by_hop_headers_are_stripped() {
     assert!(response.headers.get("x-upstream-hop").is_none());
     assert!(response.headers.get("keep-alive").is_none());
     assert!(response.headers.get("proxy-connection").is_none());
+    assert!(
+        response.headers.get("proxy-authenticate").is_none(),
+        "RFC 9110 §11.7.1: for the next hop only"
+    );
+    assert!(
+        response.headers.get("proxy-authentication-info").is_none(),
+        "RFC 9110 §11.7.3: for the next hop only"
+    );
     assert_eq!(response.headers["x-end-to-end"], "kept");
 }
 

@@ -6,8 +6,12 @@
 //! with a fallback to `/.well-known/oauth-authorization-server`. Its `issuer` must equal
 //! `ValidIssuer` and its `jwks_uri` must be https (unless `RequireHttpsMetadata=false`) and on
 //! the issuer's host (unless listed in `AllowedJwksHosts`).
+//!
+//! A 429 or 503 carrying `Retry-After` (RFC 9110 §10.2.3: delay-seconds or an HTTP-date;
+//! RFC 6585 §4) becomes [`FetchError::RateLimited`] with the requested wait, so the key store
+//! can hold every further fetch back until then.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
@@ -28,6 +32,12 @@ pub enum FetchError {
     Unreachable { url: String, reason: String },
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
+    #[error("{url} answered HTTP {status} and asked to wait {} s (Retry-After)", wait.as_secs())]
+    RateLimited {
+        url: String,
+        status: u16,
+        wait: Duration,
+    },
     #[error("{url}: the response body exceeds {MAX_BODY} bytes")]
     TooLarge { url: String },
     #[error("bad metadata from {url}: {reason}")]
@@ -50,10 +60,30 @@ impl FetchError {
         match self {
             Self::Unreachable { .. } => "unreachable",
             Self::Status { .. } => "http_status",
+            Self::RateLimited { .. } => "rate_limited",
             Self::TooLarge { .. } => "too_large",
             Self::BadMetadata { .. } => "bad_metadata",
             Self::IssuerMismatch { .. } => "issuer_mismatch",
             Self::BadKeySet { .. } => "bad_key_set",
+        }
+    }
+
+    /// How long the issuer asked us to wait before fetching again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { wait, .. } => Some(*wait),
+            _ => None,
+        }
+    }
+
+    /// A non-success answer: rate limiting when the issuer said how long to wait, else a
+    /// plain status error.
+    fn from_status(url: &Url, status: StatusCode, headers: &HeaderMap) -> Self {
+        let url = url.to_string();
+        let status = status.as_u16();
+        match (status, retry_after(headers, SystemTime::now())) {
+            (429 | 503, Some(wait)) => Self::RateLimited { url, status, wait },
+            _ => Self::Status { url, status },
         }
     }
 }
@@ -141,20 +171,14 @@ impl Fetcher {
             match self.get(url, None).await {
                 Ok((StatusCode::OK, _, body)) => return self.jwks_uri_from(url, &body),
                 // A missing document falls through to the next one; anything else is final.
-                Ok((status, _, _))
+                Ok((status, headers, _))
                     if status == StatusCode::NOT_FOUND
                         && url != self.metadata_urls.last().unwrap_or(url) =>
                 {
-                    last_error = Some(FetchError::Status {
-                        url: url.to_string(),
-                        status: status.as_u16(),
-                    });
+                    last_error = Some(FetchError::from_status(url, status, &headers));
                 }
-                Ok((status, _, _)) => {
-                    return Err(FetchError::Status {
-                        url: url.to_string(),
-                        status: status.as_u16(),
-                    });
+                Ok((status, headers, _)) => {
+                    return Err(FetchError::from_status(url, status, &headers));
                 }
                 Err(e) => return Err(e),
             }
@@ -223,10 +247,7 @@ impl Fetcher {
             return Ok(JwksResponse::NotModified { max_age });
         }
         if status != StatusCode::OK {
-            return Err(FetchError::Status {
-                url: jwks_uri.to_string(),
-                status: status.as_u16(),
-            });
+            return Err(FetchError::from_status(jwks_uri, status, &headers));
         }
         let bad = |reason: String| FetchError::BadKeySet {
             url: jwks_uri.to_string(),
@@ -290,6 +311,18 @@ impl Fetcher {
     }
 }
 
+/// `Retry-After` as a wait from `now` (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date
+/// (a date in the past is no wait). `None` when absent or unparseable.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits to fit is still "a very long time"; the caller caps it.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// `Cache-Control: max-age` of a response, if any.
 fn max_age(headers: &HeaderMap) -> Option<Duration> {
     headers
@@ -305,4 +338,73 @@ fn max_age(headers: &HeaderMap) -> Option<Duration> {
                 .flatten()
         })
         .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_retry_after(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, value.parse().expect("header value"));
+        headers
+    }
+
+    #[test]
+    fn retry_after_accepts_delay_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
+        let cases = [
+            ("6", Some(Duration::from_secs(6))),
+            (" 120 ", Some(Duration::from_secs(120))),
+            ("0", Some(Duration::ZERO)),
+            (
+                "Sun, 06 Nov 1994 08:50:07 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            // An obsolete RFC 850 date is still an HTTP-date (RFC 9110 §5.6.7).
+            (
+                "Sunday, 06-Nov-94 08:49:47 GMT",
+                Some(Duration::from_secs(10)),
+            ),
+            ("Sun, 06 Nov 1994 08:00:00 GMT", Some(Duration::ZERO)),
+            (
+                "99999999999999999999999",
+                Some(Duration::from_secs(u64::MAX)),
+            ),
+            ("-5", None),
+            ("1.5", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                retry_after(&with_retry_after(value), now),
+                expected,
+                "{value:?}"
+            );
+        }
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn only_429_and_503_with_retry_after_are_rate_limiting() {
+        let url = Url::parse("https://issuer.example/v1/keys").expect("url");
+        let wait = with_retry_after("6");
+        for (status, headers, kind) in [
+            (429, &wait, "rate_limited"),
+            (503, &wait, "rate_limited"),
+            (500, &wait, "http_status"),
+            (429, &HeaderMap::new(), "http_status"),
+        ] {
+            let status = StatusCode::from_u16(status).expect("status");
+            let error = FetchError::from_status(&url, status, headers);
+            assert_eq!(error.kind(), kind, "{status}");
+        }
+        let error = FetchError::from_status(&url, StatusCode::TOO_MANY_REQUESTS, &wait);
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(6)));
+        assert_eq!(
+            error.to_string(),
+            "https://issuer.example/v1/keys answered HTTP 429 and asked to wait 6 s (Retry-After)"
+        );
+    }
 }

@@ -10,10 +10,13 @@
 //!   max-age` says so, clamped to 60 s..24 h), with jitter and `If-None-Match`. Failures keep
 //!   the last good keys and retry with capped exponential backoff; the log says so once per
 //!   state change, not once per attempt.
+//! - An issuer that answers 429/503 with `Retry-After` is obeyed: no fetch of any kind
+//!   (unknown-kid refetch, background refresh, start-up retry) goes out before that wait has
+//!   passed, capped at `KeyRetryMaxBackoff` so a hostile value cannot stop refreshes for days.
 //! - No lock is ever held across network I/O.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -92,6 +95,13 @@ struct FetchState {
     etag: Option<String>,
 }
 
+/// The issuer asked us to wait (`Retry-After`) until `until`; `error` is what it answered.
+#[derive(Debug, Clone)]
+struct IssuerWait {
+    until: tokio::time::Instant,
+    error: FetchError,
+}
+
 /// Called with each `kid` that leaves the key set (the verified-token cache drops its tokens).
 pub type RemovalHook = Box<dyn Fn(&str) + Send + Sync>;
 
@@ -108,6 +118,9 @@ pub struct KeyStore {
     last_success_unix: AtomicU64,
     refresh_interval: Duration,
     max_backoff: Duration,
+    /// Set by a rate-limited answer, cleared by the next answer that is not one. Locked only
+    /// to copy or replace it, never across I/O.
+    issuer_wait: Mutex<Option<IssuerWait>>,
     on_removal: std::sync::OnceLock<RemovalHook>,
     metrics: Arc<Metrics>,
 }
@@ -120,7 +133,8 @@ impl std::fmt::Debug for KeyStore {
     }
 }
 
-/// Next-refresh delay and whether the attempt succeeded.
+/// Next-refresh delay and whether the attempt succeeded. After a failure `next` is the wait
+/// the issuer asked for (zero when it asked for none).
 pub struct RefreshOutcome {
     pub next: Duration,
     pub result: Result<(), FetchError>,
@@ -154,6 +168,7 @@ impl KeyStore {
             last_success_unix: AtomicU64::new(0),
             refresh_interval: config.key_refresh_interval,
             max_backoff: config.key_retry_max_backoff,
+            issuer_wait: Mutex::new(None),
             on_removal: std::sync::OnceLock::new(),
             metrics,
         }
@@ -217,8 +232,12 @@ impl KeyStore {
         }
     }
 
-    /// One discovery (if needed) + JWKS fetch; installs the keys on success.
+    /// One discovery (if needed) + JWKS fetch; installs the keys on success. While the issuer's
+    /// `Retry-After` wait runs, nothing is fetched and its answer is returned again.
     pub async fn refresh(&self) -> RefreshOutcome {
+        if let Some(waiting) = self.pending_wait() {
+            return waiting;
+        }
         let result = self.try_refresh().await;
         let label = match &result {
             Ok(Some(_)) => "success",
@@ -229,13 +248,21 @@ impl KeyStore {
             .jwks_fetches
             .get_or_create(&ResultLabels { result: label })
             .inc();
+        // The issuer's Retry-After, capped so a hostile value cannot stop refreshes for days.
+        let rate_limited = result
+            .as_ref()
+            .err()
+            .and_then(FetchError::retry_after)
+            .map(|wait| wait.min(self.max_backoff));
+        let was_waiting = self.set_wait(rate_limited.zip(result.as_ref().err().cloned()));
         match result {
             Ok(max_age) => {
                 self.last_success_unix.store(unix_now(), Ordering::Relaxed);
                 let was_failing = self.status.load().last_error.is_some();
                 if was_failing {
+                    // The installed set's size: moka's entry_count lags behind inserts.
                     tracing::info!(
-                        keys = self.keys.entry_count(),
+                        keys = self.status.load().key_ids.len(),
                         "signing keys loaded; issuer reachable"
                     );
                 }
@@ -255,7 +282,15 @@ impl KeyStore {
             Err(error) => {
                 let message = error.to_string();
                 let previous = self.status.load().last_error.clone();
-                if previous.as_deref() != Some(message.as_str()) {
+                if let Some(wait) = rate_limited {
+                    if !was_waiting {
+                        tracing::warn!(
+                            error = %message,
+                            wait_s = wait.as_secs(),
+                            "the issuer asked to wait before the next key fetch; keeping the last good keys"
+                        );
+                    }
+                } else if previous.as_deref() != Some(message.as_str()) {
                     if self.is_ready() {
                         tracing::warn!(error = %message, "key refresh failed; keeping the last good keys");
                     } else {
@@ -277,11 +312,42 @@ impl KeyStore {
                     });
                 }
                 RefreshOutcome {
-                    next: INITIAL_BACKOFF,
+                    next: rate_limited.unwrap_or(Duration::ZERO),
                     result: Err(error),
                 }
             }
         }
+    }
+
+    /// The issuer's answer again, while the wait it asked for has not passed.
+    fn pending_wait(&self) -> Option<RefreshOutcome> {
+        let wait = self
+            .issuer_wait
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let left = wait
+            .until
+            .checked_duration_since(tokio::time::Instant::now())
+            .filter(|left| !left.is_zero())?;
+        Some(RefreshOutcome {
+            next: left,
+            result: Err(wait.error),
+        })
+    }
+
+    /// Records the wait the issuer asked for (or clears it); returns whether one was recorded
+    /// before, so the log says it once per episode.
+    fn set_wait(&self, wait: Option<(Duration, FetchError)>) -> bool {
+        let next = wait.map(|(wait, error)| IssuerWait {
+            until: tokio::time::Instant::now() + wait,
+            error,
+        });
+        let mut slot = self
+            .issuer_wait
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *slot, next).is_some()
     }
 
     /// `Ok(Some(max_age))` when keys were installed or confirmed, `Ok(None)` for 304.
@@ -369,7 +435,8 @@ impl KeyStore {
     }
 
     /// Runs forever after the warm-up attempt `first`: retries with capped exponential
-    /// backoff while failing, then refreshes periodically with jitter.
+    /// backoff (or the issuer's `Retry-After`, whichever is longer) while failing, then
+    /// refreshes periodically with jitter.
     pub async fn run_refresh_loop(self: Arc<Self>, first: RefreshOutcome) {
         let mut backoff = INITIAL_BACKOFF;
         let mut outcome = first;
@@ -380,7 +447,8 @@ impl KeyStore {
                     jitter(outcome.next)
                 }
                 Err(_) => {
-                    let delay = backoff;
+                    // Never sooner than the issuer's Retry-After (already capped).
+                    let delay = backoff.max(outcome.next);
                     backoff = (backoff * 2).min(self.max_backoff);
                     delay
                 }

@@ -9,6 +9,7 @@
 //! 400 = the request is malformed (token in query, two headers); 401 = no valid token;
 //! 403 = valid token without the route's role; 503 = keys not loaded yet. See [`error`].
 
+pub(crate) mod cnf;
 pub(crate) mod error;
 pub mod extract;
 pub mod jwks;

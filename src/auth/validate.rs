@@ -5,7 +5,7 @@
 //! type-checked (a claim of the wrong type is invalid, not absent), `iat` may not be in the
 //! future and bounds the lifetime, `typ` must be absent or `at+jwt`, header extensions
 //! (`crit`, `jku`, `x5u`, `jwk`, `x5c`, `b64`, `cty`) are refused, duplicate JSON members are
-//! refused, `cnf` (DPoP-bound) tokens are refused under the Bearer scheme, and the length is
+//! refused, `cnf` (sender-constrained) tokens are refused under the Bearer scheme, and the length is
 //! capped before any parsing.
 //!
 //! A verified token is remembered (keyed by its SHA-256) until its `exp`, so a client reusing
@@ -25,7 +25,7 @@ use super::keys::{KeyLookup, KeyStore};
 use super::keyset::{ALLOWED_ALGS, MAX_KID_LEN};
 use super::strict_json::parse_object;
 use crate::config::AuthConfig;
-use crate::http::text::quote;
+use crate::http::text::{quote, seconds};
 use crate::metrics::Metrics;
 
 /// Header members that name an extension or a key source we will not honour.
@@ -160,7 +160,11 @@ impl Validator {
         if token.len() > self.max_len {
             return Err(AuthError::new(
                 DenyReason::TokenTooLong,
-                format!("the token is longer than {} bytes", self.max_len),
+                format!(
+                    "the token is longer than {} bytes ({} bytes; the limit is Authentication__Schemes__Bearer__MaxTokenLength)",
+                    self.max_len,
+                    token.len()
+                ),
             ));
         }
         let cache_key: [u8; 32] = {
@@ -360,7 +364,7 @@ impl Validator {
         {
             return Err(AuthError::new(
                 DenyReason::IssuedInFuture,
-                format!("the token is issued {:.0} s in the future", iat - now),
+                format!("the token is issued {} s in the future", seconds(iat - now)),
             ));
         }
         let lifetime = expires_at - issued_at.unwrap_or(now);
@@ -368,17 +372,18 @@ impl Validator {
             return Err(AuthError::new(
                 DenyReason::LifetimeTooLong,
                 format!(
-                    "the token lives {lifetime:.0} s, more than the {:.0} s allowed",
-                    self.max_lifetime
+                    "the token lives {} s, more than the {} s allowed",
+                    seconds(lifetime),
+                    seconds(self.max_lifetime)
                 ),
             ));
         }
         self.check_issuer(&token.issuer)?;
         self.check_audiences(&token.audiences)?;
-        if claims.contains_key("cnf") {
+        if let Some(cnf) = claims.get("cnf") {
             return Err(AuthError::new(
                 DenyReason::SenderConstrained,
-                "the token is sender-constrained (cnf, DPoP); DPoP is not accepted, send a plain Bearer token",
+                super::cnf::refusal(cnf),
             ));
         }
         Ok(token)
@@ -429,7 +434,7 @@ impl Validator {
         if now > expires_at + self.skew {
             return Err(AuthError::new(
                 DenyReason::Expired,
-                format!("the token expired {:.0} s ago", now - expires_at),
+                format!("the token expired {} s ago", seconds(now - expires_at)),
             ));
         }
         Ok(())
@@ -441,8 +446,8 @@ impl Validator {
             return Err(AuthError::new(
                 DenyReason::NotYetValid,
                 format!(
-                    "the token is not valid for another {:.0} s",
-                    not_before - now
+                    "the token is not valid for another {} s",
+                    seconds(not_before - now)
                 ),
             ));
         }

@@ -82,6 +82,8 @@ pub enum JwksFault {
     EmptySet,
     /// Wait this long before answering normally.
     Delay(Duration),
+    /// Answer with this status (429 or 503) and this `Retry-After` value.
+    RateLimited { status: u16, retry_after: String },
 }
 
 /// Refusals the token endpoint can be told to give after the client authenticated, as Okta
@@ -200,6 +202,8 @@ struct IssuerState {
     /// Extra raw JWKs published after the real ones (tests: odd or hostile keys).
     extra_jwks: RwLock<Vec<Value>>,
     fault: RwLock<JwksFault>,
+    /// Fault of the metadata documents (only status-like faults and delays apply there).
+    metadata_fault: RwLock<JwksFault>,
     metadata_fetches: AtomicU64,
     jwks_fetches: AtomicU64,
     jwks_not_modified: AtomicU64,
@@ -238,6 +242,7 @@ impl Issuer {
             keys: RwLock::new(vec![Arc::new(key)]),
             extra_jwks: RwLock::new(Vec::new()),
             fault: RwLock::new(JwksFault::None),
+            metadata_fault: RwLock::new(JwksFault::None),
             metadata_fetches: AtomicU64::new(0),
             jwks_fetches: AtomicU64::new(0),
             jwks_not_modified: AtomicU64::new(0),
@@ -334,6 +339,12 @@ impl Issuer {
 
     pub fn set_fault(&self, fault: JwksFault) {
         *write(&self.state.fault) = fault;
+    }
+
+    /// Makes the metadata documents fail (`Status`, `RateLimited`, `Delay`; other faults are
+    /// JWKS-only and ignored here).
+    pub fn set_metadata_fault(&self, fault: JwksFault) {
+        *write(&self.state.metadata_fault) = fault;
     }
 
     /// Stops answering: the port is closed (connections refused) until [`Issuer::resume`].
@@ -451,8 +462,11 @@ async fn openid_configuration(State(state): State<Arc<IssuerState>>) -> Response
     metadata(State(state)).await.into_response()
 }
 
-async fn metadata(State(state): State<Arc<IssuerState>>) -> Json<Value> {
+async fn metadata(State(state): State<Arc<IssuerState>>) -> Response {
     state.metadata_fetches.fetch_add(1, Ordering::SeqCst);
+    if let Some(response) = metadata_fault(&state).await {
+        return response;
+    }
     let issuer = &state.issuer;
     Json(json!({
         "issuer": issuer,
@@ -468,6 +482,41 @@ async fn metadata(State(state): State<Arc<IssuerState>>) -> Json<Value> {
         "code_challenge_methods_supported": ["S256"],
         "halo_gateway_dev": "embedded development issuer; not for production",
     }))
+    .into_response()
+}
+
+/// The injected metadata fault's answer, if it replaces the document.
+async fn metadata_fault(state: &IssuerState) -> Option<Response> {
+    let fault = read(&state.metadata_fault).clone();
+    match fault {
+        JwksFault::Status(_) | JwksFault::RateLimited { .. } => status_fault(&fault),
+        JwksFault::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        _ => None,
+    }
+}
+
+/// The answer for a status-like fault.
+fn status_fault(fault: &JwksFault) -> Option<Response> {
+    let status =
+        |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match fault {
+        JwksFault::Status(code) => Some((status(*code), "injected failure").into_response()),
+        JwksFault::RateLimited {
+            status: code,
+            retry_after,
+        } => Some(
+            (
+                status(*code),
+                [(header::RETRY_AFTER, retry_after.clone())],
+                Json(json!({ "errorCode": "E0000047", "errorSummary": "API call exceeded rate limit due to too many requests." })),
+            )
+                .into_response(),
+        ),
+        _ => None,
+    }
 }
 
 fn jwks_document(state: &IssuerState) -> Value {
@@ -481,9 +530,10 @@ async fn keys(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Resp
     let fault = read(&state.fault).clone();
     match fault {
         JwksFault::None => {}
-        JwksFault::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (status, "injected failure").into_response();
+        JwksFault::Status(_) | JwksFault::RateLimited { .. } => {
+            if let Some(response) = status_fault(&fault) {
+                return response;
+            }
         }
         JwksFault::Html => {
             return (

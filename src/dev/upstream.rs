@@ -367,6 +367,14 @@ async fn hop_headers() -> Response {
     h.insert("x-upstream-hop", HeaderValue::from_static("secret"));
     h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
     h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+    h.insert(
+        header::PROXY_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"halo-internal\""),
+    );
+    h.insert(
+        "proxy-authentication-info",
+        HeaderValue::from_static("nextnonce=\"stub\""),
+    );
     h.insert("x-end-to-end", HeaderValue::from_static("kept"));
     response
 }

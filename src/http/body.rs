@@ -12,11 +12,13 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::proxy::early::RelayedBody;
+
 /// A response body on the public listener.
 #[derive(Debug)]
 pub enum ResponseBody {
     /// Halo's body, streamed through untouched.
-    Upstream(Incoming),
+    Upstream(RelayedBody),
     /// A body the gateway produced (an error document).
     Local(Full<Bytes>),
 }
@@ -29,7 +31,7 @@ impl From<Bytes> for ResponseBody {
 
 impl From<Incoming> for ResponseBody {
     fn from(body: Incoming) -> Self {
-        Self::Upstream(body)
+        Self::Upstream(RelayedBody::new(body, None))
     }
 }
 

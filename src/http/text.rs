@@ -37,6 +37,17 @@ pub fn quote(value: &str) -> String {
     format!("'{}'", sanitize(&short))
 }
 
+/// A number of seconds for a description, bounded like [`quote`]: whole seconds, or
+/// scientific notation beyond 15 digits (a claim such as `exp: 1e300` must not echo 300
+/// digits).
+pub fn seconds(value: f64) -> String {
+    if value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3e}")
+    }
+}
+
 /// Text safe to log (a `kid`, a `kty`): printable ASCII only, bounded.
 pub fn printable(text: &str) -> String {
     text.chars()
@@ -54,6 +65,15 @@ pub fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_numbers_stay_short() {
+        assert_eq!(seconds(42.4), "42");
+        assert_eq!(seconds(-3600.0), "-3600");
+        assert_eq!(seconds(1e300), "1.000e300");
+        assert_eq!(seconds(-1.5e20), "-1.500e20");
+        assert!(seconds(f64::MAX).len() < 20);
+    }
 
     #[test]
     fn sanitize_keeps_rfc6750_description_characters_only() {

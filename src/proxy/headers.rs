@@ -2,7 +2,10 @@
 //!
 //! - Hop-by-hop headers are removed both ways (RFC 9110 §7.6.1): `Connection` and every name
 //!   it lists, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Connection`,
-//!   `Proxy-Authorization`, plus `HTTP2-Settings` (RFC 7540 §3.2.1).
+//!   `Proxy-Authorization`, plus `HTTP2-Settings` (RFC 7540 §3.2.1). From responses also
+//!   `Proxy-Authenticate` (RFC 9110 §11.7.1) and `Proxy-Authentication-Info` (§11.7.3): they
+//!   concern only the next hop, and a client must not read Halo's as the gateway asking it for
+//!   proxy credentials.
 //! - `X-HTTP-Method-Override` and its variants are dropped, so a verb the policy never saw
 //!   cannot reach Halo. `Expect` is dropped: the body is already flowing when we forward.
 //! - `X-Forwarded-For/Proto/Host` and `Forwarded` are replaced with what the gateway saw,
@@ -30,6 +33,12 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::PROXY_AUTHORIZATION,
     HeaderName::from_static("http2-settings"),
     header::TRAILER,
+];
+
+/// Response fields for the next hop only (RFC 9110 §11.7.1, §11.7.3).
+static PROXY_AUTHENTICATION: [HeaderName; 2] = [
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-authentication-info"),
 ];
 
 static METHOD_OVERRIDES: [HeaderName; 3] = [
@@ -122,6 +131,9 @@ pub fn rewrite_request(headers: &mut HeaderMap, client: ClientInfo, forward_auth
 /// Rewrites an upstream response's headers for the client.
 pub fn rewrite_response(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
+    for name in &PROXY_AUTHENTICATION {
+        headers.remove(name);
+    }
 }
 
 fn append_via(headers: &mut HeaderMap) {
@@ -179,6 +191,21 @@ mod tests {
         ] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
+        assert_eq!(h["content-type"], "application/json");
+    }
+
+    #[test]
+    fn proxy_authentication_fields_are_removed_from_responses() {
+        let mut h = map(&[
+            ("proxy-authenticate", "Basic realm=\"halo\""),
+            ("proxy-authentication-info", "nextnonce=\"abc\""),
+            ("www-authenticate", "Bearer"),
+            ("content-type", "application/json"),
+        ]);
+        rewrite_response(&mut h);
+        assert!(!h.contains_key("proxy-authenticate"));
+        assert!(!h.contains_key("proxy-authentication-info"));
+        assert_eq!(h["www-authenticate"], "Bearer", "end-to-end challenge kept");
         assert_eq!(h["content-type"], "application/json");
     }
 

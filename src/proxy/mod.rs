@@ -5,7 +5,11 @@
 //! The upstream URL comes from configuration only; an absolute-form request target never
 //! chooses it. An upstream `101 Switching Protocols` or a response with both
 //! `Transfer-Encoding` and `Content-Length` (RFC 9112 §6.3: smuggling risk) becomes 502.
+//!
+//! An error response that arrives before the upload was sent in full is relayed, the rest of
+//! the upload is not forwarded, and the client connection closes after it ([`early`]).
 
+pub mod early;
 pub(crate) mod error;
 pub mod headers;
 mod service;
@@ -14,14 +18,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version, header};
-use hyper::body::Incoming;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
+use self::early::{ConnectionControl, Connector, RelayedBody, UploadBody};
 pub use self::error::ProxyError;
 pub use self::service::{ForwardingOptions, ProxyService};
 use crate::http::path::NormalizedPath;
@@ -33,7 +37,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The Halo API behind the gateway, for request bodies of type `B`.
 #[derive(Debug)]
 pub struct Upstream<B> {
-    client: Client<HttpsConnector<HttpConnector>, B>,
+    client: Client<Connector<HttpsConnector<HttpConnector>>, UploadBody<B>>,
     scheme: Scheme,
     authority: Authority,
     /// Path prefix of the upstream base URL, without a trailing slash.
@@ -73,7 +77,7 @@ where
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
+            .build(Connector::new(connector));
         let scheme = Scheme::try_from(base.scheme()).map_err(|e| e.to_string())?;
         let host = base.host_str().ok_or("the upstream URL has no host")?;
         let authority = match base.port() {
@@ -114,27 +118,51 @@ where
 
     /// Sends a prepared request (headers already rewritten) and returns Halo's response head
     /// with its body still streaming.
-    pub async fn send(&self, mut request: Request<B>) -> Result<Response<Incoming>, ProxyError> {
-        *request.version_mut() = Version::HTTP_11;
+    pub async fn send(&self, request: Request<B>) -> Result<Response<RelayedBody>, ProxyError> {
+        let (mut parts, body) = request.into_parts();
+        parts.version = Version::HTTP_11;
+        let (body, upload) = early::track_upload(body);
+        let request = Request::from_parts(parts, body);
         let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
         {
             Err(_) => return Err(ProxyError::Timeout(self.timeout)),
             Ok(Err(e)) => return Err(ProxyError::from_client_error(&e)),
             Ok(Ok(response)) => response,
         };
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = response.into_parts();
+        // An error answer before the upload is complete refuses the rest of it (Kestrel's
+        // early 413); a success answer while the upload goes on is a full-duplex stream (a
+        // rebuild streaming its output back) and is left alone.
+        let answered_early =
+            !parts.status.is_success() && upload.is_some_and(|upload| upload.answered_early());
+        let control = parts.extensions.remove::<ConnectionControl>();
+        let abort_at_end = control.filter(|_| answered_early);
+        if let Some(control) = &abort_at_end {
+            control.pause_writes();
+        }
+        // From here on, dropping `body` also ends an early answer's upstream connection.
+        let body = RelayedBody::new(body, abort_at_end);
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(ProxyError::BadResponse(
                 "the upstream switched protocols; upgrades are not proxied".into(),
             ));
         }
-        let h = response.headers();
+        let h = &parts.headers;
         if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
             return Err(ProxyError::BadResponse(
                 "the response has both Transfer-Encoding and Content-Length".into(),
             ));
         }
-        let (mut parts, body) = response.into_parts();
         headers::rewrite_response(&mut parts.headers);
+        if answered_early {
+            tracing::debug!(
+                status = parts.status.as_u16(),
+                "the upstream answered before the upload finished; the rest is not forwarded"
+            );
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         Ok(Response::from_parts(parts, body))
     }
 }

@@ -107,7 +107,7 @@ where
     async fn forward(
         &self,
         request: Request<B>,
-    ) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+    ) -> Result<Response<super::early::RelayedBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let target = match parts.extensions.get::<NormalizedPath>() {
             Some(path) => self.upstream.target(path, parts.uri.query())?,
