@@ -30,8 +30,8 @@ async fn me(Extension(token): Extension<Arc<VerifiedToken>>) -> String {
     format!(
         "hello {} (client {}, roles {})",
         token.subject,
-        token.client_id.as_deref().unwrap_or("-"),
-        token.roles.join(",")
+        token.client_id().unwrap_or("-"),
+        token.access.role_names().join(",")
     )
 }
 

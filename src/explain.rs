@@ -14,14 +14,15 @@ use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::{Map, Value};
 
 use crate::auth::Authenticator;
+use crate::auth::access::{self, RoleSource};
 use crate::auth::error::{AuthError, DenyReason};
 use crate::auth::jwks::Fetcher;
 use crate::auth::keys::{KeyLookup, KeyStore};
-use crate::auth::policy::Policy;
+use crate::auth::policy::{Policy, RequiredRole, RouteRule};
 use crate::auth::validate::{Validator, decode, unix_now};
 use crate::config::Config;
 use crate::http::path::NormalizedPath;
-use crate::http::text::{sanitize, seconds};
+use crate::http::text::{quote, sanitize, seconds};
 use crate::metrics::Metrics;
 
 /// What to explain.
@@ -79,10 +80,19 @@ pub fn fix_for(reason: DenyReason, config: &Config) -> String {
         DenyReason::SenderConstrained => {
             "the token is sender-constrained (cnf claim): request a plain bearer token; for DPoP turn off 'Require Demonstrating Proof of Possession (DPoP)' on the Okta API Services app".into()
         }
-        DenyReason::RoleMissing => format!(
-            "license-management writes need the role claim '{}' with value Admin: add the claim to the Okta authorization server for this client",
+        DenyReason::AdminRoleMissing => format!(
+            "license-management writes need the role claim '{}' with value Admin: add the claim to the Okta authorization server for this client, or map one of the token's claims (e.g. a group) to Admin with Authentication__Schemes__Bearer__RoleMappings__N",
             config.auth.role_claim
         ),
+        DenyReason::RoleMissing => format!(
+            "the route's role must be in the role claim '{}' or granted by a Authentication__Schemes__Bearer__RoleMappings__N entry matching one of the token's claims",
+            config.auth.role_claim
+        ),
+        DenyReason::ClientNotAllowed => format!(
+            "the token's client id (claim {}) must be in Authentication__Schemes__Bearer__AllowedClients and in the route's Gateway__Rules__N__Clients: use an allowed client or add this one",
+            config.auth.client_id_claim.as_deref().unwrap_or("cid, else client_id")
+        ),
+        DenyReason::InsufficientScope => "request the token with every scope the route needs (scope=... in the token request) and grant those scopes to this client in the Okta authorization server's access policy".into(),
         DenyReason::BadSignature => "the signature does not match the issuer's key: the token was altered or signed by another issuer".into(),
         DenyReason::DisallowedAlg => "only asymmetric algorithms (RS256/384/512, PS256/384/512, ES256/384, EdDSA) matching the key are accepted".into(),
         DenyReason::LifetimeTooLong => "the token lives longer than MaxTokenLifetime: shorten the access token lifetime on the authorization server".into(),
@@ -141,6 +151,20 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
     let validator = Validator::new(&config.auth, keys.clone(), metrics.clone());
     let token = request.token.trim();
     let now = unix_now();
+    let policy = match Policy::from_config(config) {
+        Ok(policy) => policy,
+        Err(e) => {
+            report.fail("route policy", &e.to_string(), "correct the named rule");
+            return Explanation {
+                report: report.text,
+                accepted: false,
+            };
+        }
+    };
+    let route = request.route.as_ref().and_then(|(method, path)| {
+        let path = NormalizedPath::parse(path).ok()?;
+        Some(policy.route(method, &path).clone())
+    });
 
     match decode(token) {
         Err(e) => report.fail(
@@ -177,6 +201,13 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
                 now,
             )
             .await;
+            explain_access(
+                &mut report,
+                config,
+                &validator,
+                &decoded.claims,
+                route.as_ref(),
+            );
         }
     }
 
@@ -186,16 +217,6 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
         Some((method, path)) => match NormalizedPath::parse(path) {
             Err(e) => Err(AuthError::new(DenyReason::InvalidRequest, e.to_string())),
             Ok(path) => {
-                let policy = match Policy::compile(config.gateway.rules.as_deref()) {
-                    Ok(policy) => policy,
-                    Err(e) => {
-                        report.fail("route policy", &e.to_string(), "correct the named rule");
-                        return Explanation {
-                            report: report.text,
-                            accepted: false,
-                        };
-                    }
-                };
                 let authenticator =
                     Authenticator::new(validator.clone(), policy, Arc::new(Metrics::new()));
                 let mut headers = HeaderMap::new();
@@ -376,21 +397,107 @@ async fn explain_decoded(
     } else {
         report.pass("sender constraint", "plain bearer token (no cnf)");
     }
-    let roles: Vec<String> = match claims.get(&config.auth.role_claim) {
-        None => vec![format!(
-            "{} (default, no '{}' claim)",
-            config.auth.default_role, config.auth.role_claim
-        )],
-        Some(Value::String(r)) => vec![r.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-            .collect(),
-        Some(other) => vec![format!("invalid: {other}")],
+}
+
+/// Client id, scopes and roles as the validator reads them, with what granted each role; with
+/// a route, its three checks in the order the gateway runs them.
+fn explain_access(
+    report: &mut Report,
+    config: &Config,
+    validator: &Validator,
+    claims: &Map<String, Value>,
+    route: Option<&RouteRule>,
+) {
+    let token = match validator.claim_rules().access(claims) {
+        Ok(token) => token,
+        Err(e) => {
+            report.fail("claims", &e.description, &fix_for(e.reason, config));
+            return;
+        }
+    };
+    let client = match (&token.client_id, &token.client_id_claim) {
+        (Some(id), Some(claim)) => format!("{} (claim '{claim}')", quote(id)),
+        _ => format!(
+            "none (no {} claim)",
+            config
+                .auth
+                .client_id_claim
+                .as_deref()
+                .unwrap_or("cid or client_id")
+        ),
+    };
+    let _ = writeln!(report.text, "  [info] client id: {}", sanitize(&client));
+    let scopes = match &token.scope_claim {
+        Some(claim) if !token.scopes.is_empty() => {
+            format!("{} (claim '{claim}')", token.scopes.join(" "))
+        }
+        _ => format!(
+            "none (no scopes in {})",
+            config.auth.scope_claim.as_deref().unwrap_or("scp or scope")
+        ),
     };
     let _ = writeln!(
         report.text,
-        "  [info] role(s): {}",
-        sanitize(&roles.join(", "))
+        "  [info] scopes granted: {}",
+        sanitize(&scopes)
     );
+    for granted in &token.roles {
+        let by = match granted.source {
+            RoleSource::Claim => format!("the role claim '{}'", config.auth.role_claim),
+            RoleSource::Mapping(i) => {
+                let m = &config.auth.role_mappings[i];
+                format!(
+                    "Authentication__Schemes__Bearer__RoleMappings__{i} (claim '{}' holds '{}')",
+                    m.claim, m.value
+                )
+            }
+            RoleSource::Default => format!(
+                "DefaultRole (no '{}' claim and no matching RoleMappings)",
+                config.auth.role_claim
+            ),
+        };
+        let _ = writeln!(
+            report.text,
+            "  [info] role {}: granted by {}",
+            sanitize(&granted.role),
+            sanitize(&by)
+        );
+    }
+    let Some(route) = route else {
+        return;
+    };
+    let _ = writeln!(report.text, "  route: {}", sanitize(&route.to_string()));
+    if route.required == RequiredRole::Anonymous {
+        report.pass("route", "anonymous: no token checks");
+        return;
+    }
+    match route.access.check_client(&token) {
+        Ok(()) if route.access.any_client() => report.pass("client", "any client is allowed"),
+        Ok(()) => report.pass("client", &format!("{} is allowed", sanitize(&client))),
+        Err(e) => report.fail("client", &e.description, &fix_for(e.reason, config)),
+    }
+    let missing = route.access.missing_scopes(&token);
+    let needs = if route.access.scopes.is_empty() {
+        "none".to_owned()
+    } else {
+        route.access.scopes.join(" ")
+    };
+    match route.access.check_scopes(&token) {
+        Ok(()) => report.pass("scopes", &format!("route needs {needs}; all granted")),
+        Err(e) => report.fail(
+            "scopes",
+            &sanitize(&format!(
+                "route needs {needs}; missing {}",
+                missing.join(" ")
+            )),
+            &fix_for(e.reason, config),
+        ),
+    }
+    match (access::check_role(&route.required, &token), &route.required) {
+        (Ok(()), RequiredRole::Role(role)) => {
+            report.pass("role", &format!("{} granted", sanitize(role)))
+        }
+        (Ok(()), _) => report.pass("role", "any role"),
+        (Err(e), _) => report.fail("role", &e.description, &fix_for(e.reason, config)),
+    }
 }

@@ -43,7 +43,7 @@ fn load(file: Option<&std::path::Path>) -> Result<Config, ExitCode> {
         ExitCode::from(2)
     };
     let config = Config::load(file).map_err(|e| invalid(&e))?;
-    Policy::compile(config.gateway.rules.as_deref()).map_err(|e| invalid(&e))?;
+    Policy::from_config(&config).map_err(|e| invalid(&e))?;
     Ok(config)
 }
 
@@ -78,6 +78,16 @@ async fn check_config(file: Option<std::path::PathBuf>) -> ExitCode {
     if settings.gateway.rules.is_none() {
         println!("# Gateway__Rules not set: Halo's default table");
         settings.gateway.rules = Some(halo_default_rules());
+    }
+    let bearer = &settings.authentication.schemes.bearer;
+    if bearer.scope_claim.is_none() {
+        println!("# Authentication__Schemes__Bearer__ScopeClaim not set: scp, else scope");
+    }
+    if bearer.client_id_claim.is_none() {
+        println!("# Authentication__Schemes__Bearer__ClientIdClaim not set: cid, else client_id");
+    }
+    if bearer.allowed_clients.is_empty() {
+        println!("# Authentication__Schemes__Bearer__AllowedClients not set: any client");
     }
     for line in settings.redacted_lines() {
         println!("{line}");

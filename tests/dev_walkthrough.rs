@@ -65,6 +65,18 @@ async fn start_dev_with_text() -> (tokio::process::Child, HashMap<String, String
     (child, exports, text)
 }
 
+/// The (unverified) claims of a token the embedded issuer returned.
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("b64"),
+    )
+    .expect("json")
+}
+
 async fn token(
     http: &reqwest::Client,
     issuer: &str,
@@ -173,6 +185,76 @@ async fn the_dev_walkthrough_works_end_to_end() {
         .await
         .expect("sent");
     assert!(response.status().is_success(), "{}", response.status());
+
+    // The Groups client: no role claim, its group "Halo Admins" is mapped to Admin.
+    let (group_id, group_secret) = (&env["GROUP_CLIENT_ID"], &env["GROUP_CLIENT_SECRET"]);
+    let response = token(
+        &http,
+        issuer,
+        &[("grant_type", "client_credentials"), ("scope", "halo.api")],
+        Some((group_id, group_secret)),
+    )
+    .await;
+    let group_token = response.json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(
+        claims_of(&group_token)["groups"],
+        serde_json::json!(["Halo Admins", "Everyone"])
+    );
+    let response = http
+        .post(format!("{halo}/api/v1/license"))
+        .bearer_auth(&group_token)
+        .send()
+        .await
+        .expect("sent");
+    assert!(response.status().is_success(), "{}", response.status());
+
+    // Requested scopes out of the allowed set land in scp; without halo.api: 403.
+    let response = token(
+        &http,
+        issuer,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "halo.api halo.admin"),
+        ],
+        Some((user_id, user_secret)),
+    )
+    .await;
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["scope"], "halo.api halo.admin");
+    let both = body["access_token"].as_str().expect("token");
+    assert_eq!(
+        claims_of(both)["scp"],
+        serde_json::json!(["halo.api", "halo.admin"])
+    );
+    let response = token(
+        &http,
+        issuer,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "halo.admin"),
+        ],
+        Some((user_id, user_secret)),
+    )
+    .await;
+    let narrow = response.json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let response = http
+        .get(format!("{halo}/api/v1/policies"))
+        .bearer_auth(&narrow)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+    let challenge = crate::support::challenge(&response);
+    assert!(
+        challenge.contains(r#"error="insufficient_scope", scope="halo.api""#),
+        "{challenge}"
+    );
 
     // Errors of the token endpoint.
     let response = token(
@@ -399,7 +481,27 @@ async fn the_walkthrough_gets_its_tokens_with_halo_gateway_token() {
     assert!(!stderr.contains(&user_token));
     let response = send_bearer(&http, reqwest::Method::GET, &policies, &user_token).await;
     assert_eq!(response.status(), 200);
-    // Step 7: the private_key_jwt client.
+    // Step 7: the Groups client, as the walkthrough runs it (its id and secret as CLIENT_*).
+    let mut group_env = env.clone();
+    group_env.insert("CLIENT_ID".into(), env["GROUP_CLIENT_ID"].clone());
+    group_env.insert("CLIENT_SECRET".into(), env["GROUP_CLIENT_SECRET"].clone());
+    let (code, group_token, stderr) = token_command(&group_env, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(group_token, user_token);
+    let license = format!("{halo}/api/v1/license");
+    let response = send_bearer(&http, reqwest::Method::POST, &license, &group_token).await;
+    assert!(response.status().is_success(), "{}", response.status());
+    // Step 8: a token granted only halo.admin: 403 insufficient_scope naming halo.api.
+    let (code, narrow, stderr) = token_command(&env, &["--scope", "halo.admin"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let response = send_bearer(&http, reqwest::Method::GET, &policies, &narrow).await;
+    assert_eq!(response.status(), 403);
+    let challenge = crate::support::challenge(&response);
+    assert!(
+        challenge.contains(r#"error="insufficient_scope", scope="halo.api""#),
+        "{challenge}"
+    );
+    // Step 9: the private_key_jwt client.
     let key = key.to_string_lossy().into_owned();
     let (code, signer_token, stderr) = token_command(
         &env,
@@ -415,7 +517,7 @@ async fn the_walkthrough_gets_its_tokens_with_halo_gateway_token() {
     assert_ne!(signer_token, user_token);
     let response = send_bearer(&http, reqwest::Method::GET, &policies, &signer_token).await;
     assert_eq!(response.status(), 200);
-    // Step 8: after a key rotation, --force-refresh gets a token the gateway accepts.
+    // Step 10: after a key rotation, --force-refresh gets a token the gateway accepts.
     http.post(format!("{}/dev/rotate-keys", env["OKTA_ISSUER_URI"]))
         .send()
         .await

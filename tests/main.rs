@@ -15,5 +15,6 @@ mod observability;
 mod proxying;
 mod responses;
 mod route_policy;
+mod scopes;
 mod stack;
 mod token;

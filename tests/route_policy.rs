@@ -263,7 +263,7 @@ async fn the_rule_table_is_configurable_through_the_environment() {
         .await;
     assert_eq!(response.status(), 403);
     let body: serde_json::Value = response.json().await.expect("json");
-    assert_eq!(body["error"], "OpsRoleMissing");
+    assert_eq!(body["error"], "RoleMissing");
     let ops = env.token(Some("Ops"));
     assert_eq!(
         env.send(reqwest::Method::PUT, "/api/v1/policies/default", Some(&ops))

@@ -5,6 +5,8 @@
 //! | no bearer token                       | 401    | `Bearer` (no error code, §3.1)              |
 //! | token present but invalid             | 401    | `Bearer error="invalid_token", ...`         |
 //! | token in query/body, two headers, ... | 400    | `Bearer error="invalid_request", ...`       |
+//! | valid token, client not allowed       | 403    | `Bearer error="insufficient_scope", ...`    |
+//! | valid token, a required scope missing | 403    | `... error="insufficient_scope", scope=...` |
 //! | valid token, role missing             | 403    | `Bearer error="insufficient_scope", ...`    |
 //! | no signing keys loaded yet            | 503    | none; `Retry-After`                         |
 //!
@@ -16,7 +18,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::http::response::json_error;
-use crate::http::text::sanitize;
+use crate::http::text::{quote, sanitize};
 
 /// Seconds a client is told to wait while keys are unavailable.
 pub const KEYS_RETRY_AFTER_SECS: u64 = 5;
@@ -41,7 +43,11 @@ pub enum DenyReason {
     DisallowedType,
     DisallowedHeader,
     SenderConstrained,
+    ClientNotAllowed,
+    InsufficientScope,
+    /// A role other than `Admin`.
     RoleMissing,
+    AdminRoleMissing,
     KeysUnavailable,
 }
 
@@ -65,10 +71,35 @@ impl DenyReason {
             Self::DisallowedType => "disallowed_type",
             Self::DisallowedHeader => "disallowed_header",
             Self::SenderConstrained => "sender_constrained",
-            Self::RoleMissing => "admin_role_missing",
+            Self::ClientNotAllowed => "client_not_allowed",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::RoleMissing => "role_missing",
+            Self::AdminRoleMissing => "admin_role_missing",
             Self::KeysUnavailable => "keys_unavailable",
         }
     }
+
+    /// A valid token that this route does not accept (403).
+    pub fn is_forbidden(self) -> bool {
+        matches!(
+            self,
+            Self::ClientNotAllowed
+                | Self::InsufficientScope
+                | Self::RoleMissing
+                | Self::AdminRoleMissing
+        )
+    }
+}
+
+/// What a 403 was about, for the challenge and the access log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessDenied {
+    /// The token's client id, if it has one.
+    pub client_id: Option<String>,
+    /// Every scope the route needs (the challenge's `scope`).
+    pub required_scopes: Vec<String>,
+    /// The required scopes the token was not granted.
+    pub missing_scopes: Vec<String>,
 }
 
 /// A denied request: the reason and a precise, token-free description.
@@ -77,8 +108,10 @@ impl DenyReason {
 pub struct AuthError {
     pub reason: DenyReason,
     pub description: String,
-    /// For `RoleMissing`: the role that was required.
+    /// For `RoleMissing`/`AdminRoleMissing`: the role that was required.
     pub required_role: Option<String>,
+    /// For a valid token refused by the route (403): the details.
+    pub denied: Option<Box<AccessDenied>>,
 }
 
 impl AuthError {
@@ -87,16 +120,69 @@ impl AuthError {
             reason,
             description: sanitize(&description.into()),
             required_role: None,
+            denied: None,
         }
     }
 
-    pub fn role_missing(role: &str) -> Self {
+    fn forbidden(reason: DenyReason, description: String, denied: AccessDenied) -> Self {
         Self {
-            reason: DenyReason::RoleMissing,
-            description: sanitize(&format!(
-                "this route needs the '{role}' role, which the token does not carry"
-            )),
+            denied: Some(Box::new(denied)),
+            ..Self::new(reason, description)
+        }
+    }
+
+    /// The token's client is not on the route's allow-list (or the token names no client).
+    pub fn client_not_allowed(client_id: Option<&str>) -> Self {
+        let description = match client_id {
+            Some(id) => format!("the client {} is not allowed on this route", quote(id)),
+            None => "the token names no client (cid or client_id claim), so it is not allowed on this route".into(),
+        };
+        Self::forbidden(
+            DenyReason::ClientNotAllowed,
+            description,
+            AccessDenied {
+                client_id: client_id.map(str::to_owned),
+                ..AccessDenied::default()
+            },
+        )
+    }
+
+    /// RFC 6750 §3.1: the token lacks `missing` of the route's `required` scopes.
+    pub fn insufficient_scope(
+        required: &[String],
+        missing: Vec<String>,
+        client_id: Option<&str>,
+    ) -> Self {
+        Self::forbidden(
+            DenyReason::InsufficientScope,
+            format!(
+                "this route needs the scope(s) {}, which the token was not granted",
+                missing.join(" ")
+            ),
+            AccessDenied {
+                client_id: client_id.map(str::to_owned),
+                required_scopes: required.to_vec(),
+                missing_scopes: missing,
+            },
+        )
+    }
+
+    pub fn role_missing(role: &str, client_id: Option<&str>) -> Self {
+        let reason = if role == "Admin" {
+            DenyReason::AdminRoleMissing
+        } else {
+            DenyReason::RoleMissing
+        };
+        Self {
             required_role: Some(role.to_owned()),
+            ..Self::forbidden(
+                reason,
+                format!("this route needs the '{role}' role, which the token does not carry"),
+                AccessDenied {
+                    client_id: client_id.map(str::to_owned),
+                    ..AccessDenied::default()
+                },
+            )
         }
     }
 
@@ -104,7 +190,7 @@ impl AuthError {
         match self.reason {
             DenyReason::MissingToken => StatusCode::UNAUTHORIZED,
             DenyReason::InvalidRequest => StatusCode::BAD_REQUEST,
-            DenyReason::RoleMissing => StatusCode::FORBIDDEN,
+            r if r.is_forbidden() => StatusCode::FORBIDDEN,
             DenyReason::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -115,10 +201,10 @@ impl AuthError {
         match self.reason {
             DenyReason::MissingToken => "missing_token".into(),
             DenyReason::InvalidRequest => "invalid_request".into(),
-            DenyReason::RoleMissing => format!(
-                "{}RoleMissing",
-                self.required_role.as_deref().unwrap_or("Admin")
-            ),
+            DenyReason::ClientNotAllowed => "ClientNotAllowed".into(),
+            DenyReason::InsufficientScope => "insufficient_scope".into(),
+            DenyReason::RoleMissing => "RoleMissing".into(),
+            DenyReason::AdminRoleMissing => "AdminRoleMissing".into(),
             DenyReason::KeysUnavailable => "temporarily_unavailable".into(),
             _ => "invalid_token".into(),
         }
@@ -134,7 +220,17 @@ impl AuthError {
         match self.reason {
             DenyReason::MissingToken => Some("Bearer".into()),
             DenyReason::InvalidRequest => Some(with("invalid_request")),
-            DenyReason::RoleMissing => Some(with("insufficient_scope")),
+            // Scopes are checked scope-tokens (RFC 6749 §3.3), safe in a quoted-string.
+            DenyReason::InsufficientScope => Some(format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\", error_description=\"{}\"",
+                self.denied
+                    .as_deref()
+                    .map(|d| d.required_scopes.join(" "))
+                    .unwrap_or_default(),
+                self.description
+            )),
+            // No scope= for a client or role refusal: another scope would not help.
+            r if r.is_forbidden() => Some(with("insufficient_scope")),
             DenyReason::KeysUnavailable => None,
             _ => Some(with("invalid_token")),
         }

@@ -24,7 +24,7 @@ use tower_http::auth::{AsyncAuthorizeRequest, AsyncRequireAuthorization};
 
 use super::validate::VerifiedToken;
 use super::{AuthError, Authenticator, DenyReason, extract};
-use crate::http::exchange::{Principal, exchange};
+use crate::http::exchange::{Principal, Refusal, exchange};
 use crate::http::path::NormalizedPath;
 use crate::http::request_error::RequestError;
 
@@ -117,6 +117,12 @@ where
     let refuse = |e: AuthError| {
         if let Some(exchange) = &exchange {
             exchange.set_deny_reason(e.reason.label());
+            if let Some(denied) = &e.denied {
+                exchange.set_refusal(Refusal {
+                    client_id: denied.client_id.clone(),
+                    missing_scopes: denied.missing_scopes.clone(),
+                });
+            }
         }
         e.to_response()
     };
@@ -175,15 +181,19 @@ where
 
 impl Principal for VerifiedToken {
     fn client_id(&self) -> Option<&str> {
-        self.client_id.as_deref()
+        VerifiedToken::client_id(self)
     }
 
     fn subject(&self) -> &str {
         &self.subject
     }
 
-    fn roles(&self) -> &[String] {
-        &self.roles
+    fn roles(&self) -> Vec<&str> {
+        self.access.role_names()
+    }
+
+    fn granted_by(&self) -> Option<String> {
+        self.access.mapped_roles()
     }
 }
 

@@ -4,11 +4,15 @@
 //! 2. Anonymous routes pass. Otherwise the bearer token is taken from the `Authorization`
 //!    header only ([`extract`]) and validated ([`validate`]): signature with a key from the
 //!    issuer's JWKS ([`keys`]), `iss`, `aud`, `exp`/`nbf`/`iat` with skew, header rules.
-//! 3. The route's role is checked against the token's role claim (missing claim = DefaultRole).
+//! 3. The route's needs are checked in a fixed order, the first failure answers ([`access`]):
+//!    the client is allowed, every required scope was granted, the token has the route's role
+//!    (role claim plus role mappings; none = DefaultRole).
 //!
 //! 400 = the request is malformed (token in query, two headers); 401 = no valid token;
-//! 403 = valid token without the route's role; 503 = keys not loaded yet. See [`error`].
+//! 403 = valid token the route does not accept (client, scope, role); 503 = keys not loaded
+//! yet. See [`error`].
 
+pub mod access;
 pub(crate) mod cnf;
 pub(crate) mod error;
 pub mod extract;
@@ -71,7 +75,7 @@ impl Authenticator {
     /// store, the validator and the route policy. Keys load on the first
     /// `validator().keys().refresh()` (the server does that before serving).
     pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, BuildError> {
-        let policy = Policy::compile(config.gateway.rules.as_deref())?;
+        let policy = Policy::from_config(config)?;
         let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref())
             .map_err(BuildError::IssuerClient)?;
         let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
@@ -125,11 +129,7 @@ impl Authenticator {
             AuthError::new(DenyReason::MissingToken, "the request has no bearer token")
         })?;
         let verified = self.validator.validate(token).await?;
-        if let RequiredRole::Role(role) = &route.required
-            && !verified.has_role(role)
-        {
-            return Err(AuthError::role_missing(role));
-        }
+        access::authorize(&route.access, &route.required, &verified.access)?;
         Ok(Some(verified))
     }
 }

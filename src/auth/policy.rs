@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use http::Method;
 
-use crate::config::RuleConfig;
+use super::access::RouteAccess;
+use crate::config::{Config, RuleConfig};
 use crate::http::path::{NormalizedPath, match_key};
 
 /// What a route demands of the caller.
@@ -45,6 +46,9 @@ pub struct RouteRule {
     rest: bool,
     pattern: String,
     pub required: RequiredRole,
+    /// Scopes and clients: the rule's own (`Scopes`, `Clients`) until compiled into a
+    /// [`Policy`], which adds the global `RequiredScopes` and `AllowedClients`.
+    pub access: RouteAccess,
 }
 
 /// The rule for requests no configured rule matches.
@@ -55,6 +59,7 @@ pub static FALLBACK: std::sync::LazyLock<RouteRule> = std::sync::LazyLock::new(|
     rest: true,
     pattern: "/**".into(),
     required: RequiredRole::Authenticated,
+    access: RouteAccess::default(),
 });
 
 impl RouteRule {
@@ -103,6 +108,7 @@ impl RouteRule {
             rest,
             pattern: pattern.to_owned(),
             required,
+            access: RouteAccess::of_rule(rule),
         })
     }
 
@@ -145,14 +151,22 @@ impl fmt::Display for RouteRule {
             RequiredRole::Authenticated => "User",
             RequiredRole::Role(r) => r,
         };
-        write!(f, "{} {} {} -> {}", self.name, methods, self.pattern, role)
+        write!(f, "{} {} {} -> {}", self.name, methods, self.pattern, role)?;
+        if !self.access.scopes.is_empty() {
+            write!(f, ", scopes {}", self.access.scopes.join(" "))?;
+        }
+        for clients in &self.access.client_lists {
+            write!(f, ", clients {}", clients.join(" "))?;
+        }
+        Ok(())
     }
 }
 
-/// The ordered rule table.
+/// The ordered rule table, each rule's scopes and clients combined with the global ones.
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<RouteRule>,
+    fallback: RouteRule,
 }
 
 /// A configured rule that does not compile; names it as `Gateway__Rules__N`.
@@ -164,7 +178,8 @@ pub struct RuleError {
 }
 
 impl Policy {
-    /// Compiles the configured rules (`Gateway__Rules`), or Halo's table when none are set.
+    /// Compiles the configured rules (`Gateway__Rules`), or Halo's table when none are set,
+    /// each with its own scopes and clients only (see [`Policy::with_global`]).
     pub fn compile(configured: Option<&[RuleConfig]>) -> Result<Self, RuleError> {
         let defaults;
         let rules = match configured {
@@ -181,7 +196,29 @@ impl Policy {
                 RouteRule::compile(rule).map_err(|reason| RuleError { index, reason })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { rules })
+        Ok(Self {
+            rules,
+            fallback: FALLBACK.clone(),
+        })
+    }
+
+    /// The configured rules and global requirements, as `serve` and `explain` enforce them.
+    pub fn from_config(config: &Config) -> Result<Self, RuleError> {
+        Ok(Self::compile(config.gateway.rules.as_deref())?
+            .with_global(&RouteAccess::global(&config.auth)))
+    }
+
+    /// Adds `global` (`RequiredScopes`, `AllowedClients`), which every non-anonymous route
+    /// needs, the fallback included, to each rule's own scopes and clients.
+    pub fn with_global(self, global: &RouteAccess) -> Self {
+        let combine = |mut rule: RouteRule| {
+            rule.access = global.combined(&rule.access);
+            rule
+        };
+        Self {
+            rules: self.rules.into_iter().map(combine).collect(),
+            fallback: combine(self.fallback),
+        }
     }
 
     /// The compiled rules in match order.
@@ -189,7 +226,8 @@ impl Policy {
         &self.rules
     }
 
-    /// The first rule matching the request, or [`FALLBACK`].
+    /// The first rule matching the request, or the fallback ([`FALLBACK`] plus the global
+    /// requirements).
     pub fn route(&self, method: &Method, path: &NormalizedPath) -> &RouteRule {
         let segments: Vec<Cow<'_, str>> = path
             .as_str()
@@ -200,7 +238,7 @@ impl Policy {
         self.rules
             .iter()
             .find(|rule| rule.matches(method, &segments))
-            .unwrap_or(&FALLBACK)
+            .unwrap_or(&self.fallback)
     }
 }
 
@@ -216,6 +254,7 @@ pub fn halo_default_rules() -> Vec<RuleConfig> {
         methods: methods.to_vec(),
         path: path.to_owned(),
         role: Some(role.to_owned()),
+        ..RuleConfig::default()
     };
     vec![
         rule("health", READS, "/api/health", "Anonymous"),
@@ -315,6 +354,7 @@ mod tests {
                 .collect(),
             path: path.into(),
             role: role.map(str::to_owned),
+            ..RuleConfig::default()
         };
         Policy::compile(Some(std::slice::from_ref(&rule)))
     }

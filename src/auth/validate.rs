@@ -20,6 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::access::{ClaimRules, TokenAccess};
 use super::error::{AuthError, DenyReason};
 use super::keys::{KeyLookup, KeyStore};
 use super::keyset::{ALLOWED_ALGS, MAX_KID_LEN};
@@ -39,9 +40,8 @@ pub struct VerifiedToken {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub subject: String,
-    /// Okta's `cid`: the OAuth client id.
-    pub client_id: Option<String>,
-    pub roles: Vec<String>,
+    /// Scopes, client id and roles, with what granted each role ([`ClaimRules::access`]).
+    pub access: TokenAccess,
     pub expires_at: f64,
     pub not_before: Option<f64>,
     pub issued_at: Option<f64>,
@@ -49,7 +49,11 @@ pub struct VerifiedToken {
 
 impl VerifiedToken {
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+        self.access.has_role(role)
+    }
+
+    pub fn client_id(&self) -> Option<&str> {
+        self.access.client_id.as_deref()
     }
 }
 
@@ -88,8 +92,7 @@ pub struct Validator {
     skew: f64,
     max_lifetime: f64,
     max_len: usize,
-    role_claim: String,
-    default_role: String,
+    claim_rules: ClaimRules,
     metrics: Arc<Metrics>,
 }
 
@@ -121,8 +124,7 @@ impl Validator {
             skew: config.clock_skew.as_secs_f64(),
             max_lifetime: config.max_token_lifetime.as_secs_f64(),
             max_len: config.max_token_length,
-            role_claim: config.role_claim.clone(),
-            default_role: config.default_role.clone(),
+            claim_rules: ClaimRules::from_config(config),
             metrics,
         });
         let weak = Arc::downgrade(&validator);
@@ -132,6 +134,11 @@ impl Validator {
             }
         }));
         validator
+    }
+
+    /// How claims become scopes, a client id and roles.
+    pub fn claim_rules(&self) -> &ClaimRules {
+        &self.claim_rules
     }
 
     pub fn keys(&self) -> &Arc<KeyStore> {
@@ -335,25 +342,14 @@ impl Validator {
         })?;
         let not_before = numeric(claims, "nbf")?;
         let issued_at = numeric(claims, "iat")?;
-        let client_id = match claims.get("cid") {
-            None => None,
-            Some(Value::String(cid)) => Some(cid.clone()),
-            Some(_) => {
-                return Err(AuthError::new(
-                    DenyReason::Malformed,
-                    "the claim 'cid' is not a string",
-                ));
-            }
-        };
-        let roles = self.roles(claims)?;
+        let access = self.claim_rules.access(claims)?;
         let token = VerifiedToken {
             kid,
             alg,
             issuer,
             audiences,
             subject,
-            client_id,
-            roles,
+            access,
             expires_at,
             not_before,
             issued_at,
@@ -452,27 +448,6 @@ impl Validator {
             ));
         }
         Ok(())
-    }
-
-    fn roles(&self, claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
-        let bad = || {
-            AuthError::new(
-                DenyReason::Malformed,
-                format!(
-                    "the claim {} must be a string or an array of strings",
-                    quote(&self.role_claim)
-                ),
-            )
-        };
-        match claims.get(&self.role_claim) {
-            None => Ok(vec![self.default_role.clone()]),
-            Some(Value::String(role)) => Ok(vec![role.clone()]),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
-                .collect(),
-            Some(_) => Err(bad()),
-        }
     }
 }
 

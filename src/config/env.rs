@@ -14,10 +14,10 @@ use std::sync::LazyLock;
 use figment::value::{Dict, Map, Tag, Value};
 use figment::{Error, Metadata, Profile, Provider};
 
-use super::settings::{RuleConfig, Settings};
+use super::settings::{RoleMapping, RuleConfig, Settings};
 
 /// Every key the settings tree knows, in its canonical spelling, read from the serialized
-/// defaults (with one route rule, since the default table is not in the tree). A key given in
+/// defaults (with one route rule and one role mapping, since their lists are empty by default). A key given in
 /// any case is rewritten to this spelling; an unknown key is kept as written, so serde can name
 /// it in an "unknown setting" error. Deriving the list means a new field needs no entry here;
 /// `tests::every_struct_field_is_a_known_key` checks the derivation sees every field.
@@ -37,6 +37,7 @@ static ROOTS: LazyLock<Vec<String>> = LazyLock::new(|| match &*SPECIMEN {
 static SPECIMEN: LazyLock<Value> = LazyLock::new(|| {
     let mut specimen = Settings::default();
     specimen.gateway.rules = Some(vec![RuleConfig::default()]);
+    specimen.authentication.schemes.bearer.role_mappings = vec![RoleMapping::default()];
     Value::serialize(&specimen).unwrap_or_else(|_| Value::from(Dict::new()))
 });
 

@@ -33,7 +33,8 @@ use url::Url;
 
 pub use self::duration::parse_duration;
 pub use self::env::{AspNetEnv, Canonical};
-pub use self::settings::{BearerSettings, GatewaySettings, RuleConfig, Settings};
+pub use self::settings::{BearerSettings, GatewaySettings, RoleMapping, RuleConfig, Settings};
+use crate::auth::access::check_scope_token;
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
 
@@ -241,6 +242,11 @@ fn validate_bearer(mut s: BearerSettings) -> Result<AuthConfig, ConfigError> {
         &format!("{BEARER}KeyRetryMaxBackoff"),
     )?;
     at_least(s.max_token_length, 64, &format!("{BEARER}MaxTokenLength"))?;
+    scopes(&s.required_scopes, &format!("{BEARER}RequiredScopes"))?;
+    clients(&s.allowed_clients, &format!("{BEARER}AllowedClients"))?;
+    for (i, mapping) in s.role_mappings.iter().enumerate() {
+        role_mapping(mapping, i)?;
+    }
     Ok(AuthConfig {
         authority,
         valid_issuers,
@@ -277,8 +283,11 @@ fn validate_gateway(s: GatewaySettings) -> Result<GatewayConfig, ConfigError> {
     })
 }
 
-/// The shape a rule's path must have; what its segments mean is `auth::policy`'s business.
+/// The shape a rule's path must have (what its segments mean is `auth::policy`'s business),
+/// and its scopes and clients.
 fn validate_rule(rule: &RuleConfig, index: usize) -> Result<(), ConfigError> {
+    scopes(&rule.scopes, &format!("Gateway__Rules__{index}__Scopes"))?;
+    clients(&rule.clients, &format!("Gateway__Rules__{index}__Clients"))?;
     let setting = format!("Gateway__Rules__{index}__Path");
     let path = &rule.path;
     if path.is_empty() {
@@ -292,6 +301,48 @@ fn validate_rule(rule: &RuleConfig, index: usize) -> Result<(), ConfigError> {
             setting,
             format!("'{path}' must start with '/'"),
         ));
+    }
+    Ok(())
+}
+
+/// Scope settings: RFC 6749 §3.3 scope-tokens; `setting__N` names a bad one.
+fn scopes(values: &[String], setting: &str) -> Result<(), ConfigError> {
+    for (i, scope) in values.iter().enumerate() {
+        check_scope_token(scope)
+            .map_err(|reason| ConfigError::invalid(format!("{setting}__{i}"), reason))?;
+    }
+    Ok(())
+}
+
+/// Client id settings: not empty. (The sources drop empty values, so this guards settings
+/// built in code.)
+fn clients(values: &[String], setting: &str) -> Result<(), ConfigError> {
+    match values.iter().position(|id| id.trim().is_empty()) {
+        Some(i) => Err(ConfigError::invalid(
+            format!("{setting}__{i}"),
+            "a client id may not be empty",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `RoleMappings__N`: `Claim`, `Value` and `Role` are all required.
+fn role_mapping(mapping: &RoleMapping, index: usize) -> Result<(), ConfigError> {
+    for (value, name, hint) in [
+        (&mapping.claim, "Claim", "the claim to read, e.g. groups"),
+        (
+            &mapping.value,
+            "Value",
+            "the claim value that grants the role, e.g. Halo Admins",
+        ),
+        (&mapping.role, "Role", "the role granted, e.g. Admin"),
+    ] {
+        if value.trim().is_empty() {
+            return Err(ConfigError::Missing {
+                setting: format!("{BEARER}RoleMappings__{index}__{name}"),
+                hint,
+            });
+        }
     }
     Ok(())
 }

@@ -100,6 +100,18 @@ pub struct BearerSettings {
     /// Hosts besides the issuer's that may serve the JWKS.
     #[serde(with = "text::list")]
     pub allowed_jwks_hosts: Vec<String>,
+    /// Claim with the granted scopes; unset: `scp`, else `scope` (RFC 9068). Set: only it.
+    pub scope_claim: Option<String>,
+    /// Claim with the client id; unset: `cid`, else `client_id` (RFC 9068).
+    pub client_id_claim: Option<String>,
+    /// Scopes every non-anonymous route needs (all of them).
+    #[serde(with = "text::list")]
+    pub required_scopes: Vec<String>,
+    /// Client ids allowed on every non-anonymous route; empty: any client.
+    #[serde(with = "text::list")]
+    pub allowed_clients: Vec<String>,
+    /// Claim values that grant roles, in addition to `RoleClaim`.
+    pub role_mappings: Vec<RoleMapping>,
 }
 
 impl Default for BearerSettings {
@@ -123,6 +135,11 @@ impl Default for BearerSettings {
             max_token_length: 16 * 1024,
             token_cache_size: 10_000,
             allowed_jwks_hosts: Vec::new(),
+            scope_claim: None,
+            client_id_claim: None,
+            required_scopes: Vec::new(),
+            allowed_clients: Vec::new(),
+            role_mappings: Vec::new(),
         }
     }
 }
@@ -220,4 +237,21 @@ pub struct RuleConfig {
     pub path: String,
     /// `Anonymous`, `User` (any valid token), or a role name; unset: `User`.
     pub role: Option<String>,
+    /// Scopes this rule needs in addition to `RequiredScopes` (all of them).
+    #[serde(with = "text::list")]
+    pub scopes: Vec<String>,
+    /// Client ids allowed on this rule; with `AllowedClients` too, the client must be in both.
+    #[serde(with = "text::list")]
+    pub clients: Vec<String>,
+}
+
+/// `RoleMappings__N`: a token whose claim `Claim` equals `Value` (a string claim equal to it,
+/// or an array of strings containing it) carries role `Role`. Plain data, read by
+/// `auth::access`; all three are required (checked in `Config::validate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+pub struct RoleMapping {
+    pub claim: String,
+    pub value: String,
+    pub role: String,
 }

@@ -410,6 +410,7 @@ fn every_struct_field_is_a_known_key() {
     fields.extend(field_names::<BearerSettings>());
     fields.extend(field_names::<GatewaySettings>());
     fields.extend(field_names::<RuleConfig>());
+    fields.extend(field_names::<RoleMapping>());
     let known: std::collections::BTreeSet<&str> =
         super::env::KNOWN_KEYS.iter().map(String::as_str).collect();
     assert_eq!(fields, known);

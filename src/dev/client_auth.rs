@@ -95,6 +95,8 @@ fn pem(tag: &str, der: &[u8]) -> String {
 pub struct Authenticated {
     pub id: String,
     pub role: Option<String>,
+    /// Put in the token's `groups` claim when not empty.
+    pub groups: Vec<String>,
 }
 
 /// A refused authentication: status, OAuth `error`, `error_description`.
@@ -165,6 +167,7 @@ impl ClientRegistry<'_> {
             .map(|c| Authenticated {
                 id: c.id.clone(),
                 role: c.role.clone(),
+                groups: c.groups.clone(),
             })
             .ok_or_else(|| invalid_client("Client authentication failed. Either the client or the client credentials are invalid."))
     }
@@ -267,6 +270,7 @@ impl ClientRegistry<'_> {
         Ok(Authenticated {
             id: client.id.clone(),
             role: client.role.clone(),
+            groups: Vec::new(),
         })
     }
 }

@@ -7,8 +7,9 @@
 //! - `GET /v1/keys`: RSA-2048 JWKS (`kid`, `use: sig`, `alg: RS256`), with `ETag`
 //!   (304 on `If-None-Match`) and optional `Cache-Control: max-age`
 //! - `POST /v1/token`: client-credentials; the client authenticates with HTTP Basic, form
-//!   fields or a `private_key_jwt` assertion (see [`super::client_auth`]); errors per
-//!   RFC 6749 §5.2 as Okta words them
+//!   fields or a `private_key_jwt` assertion (see [`super::client_auth`]); grants the requested
+//!   scopes out of [`IssuerOptions::scopes`] into `scp` (an array, as Okta does), adds a
+//!   client's `role` and `groups` claims; errors per RFC 6749 §5.2 as Okta words them
 //! - `POST /dev/rotate-keys`: a new signing key (the previous one stays published, as Okta
 //!   does, unless `?retire_old=true`)
 //!
@@ -40,6 +41,12 @@ use super::client_auth::{Authenticated, ClientRegistry, KeyClient};
 
 /// The scope Halo's API clients ask for.
 pub const HALO_SCOPE: &str = "halo.api";
+/// A second scope, for trying `RequiredScopes`, per-rule `Scopes` and scope role mappings.
+pub const HALO_ADMIN_SCOPE: &str = "halo.admin";
+/// The scopes the issuer defines unless told otherwise ([`IssuerOptions::scopes`]).
+pub const SUPPORTED_SCOPES: &[&str] = &[HALO_SCOPE, HALO_ADMIN_SCOPE];
+/// The groups of the dev client that shows a group mapped to a role.
+pub const DEV_GROUPS: &[&str] = &["Halo Admins", "Everyone"];
 /// Path of the authorization server under the listener, as Okta's `default` server.
 pub const ISSUER_PATH: &str = "/oauth2/default";
 
@@ -50,6 +57,8 @@ pub struct DevClient {
     pub secret: String,
     /// Put in the token's `role` claim when set.
     pub role: Option<String>,
+    /// Put in the token's `groups` claim when not empty (an Okta groups claim).
+    pub groups: Vec<String>,
 }
 
 impl DevClient {
@@ -59,7 +68,14 @@ impl DevClient {
             id: format!("0oa{}", random_token(17)),
             secret: random_token(40),
             role: role.map(str::to_owned),
+            groups: Vec::new(),
         }
+    }
+
+    /// The same client with a `groups` claim in its tokens.
+    pub fn with_groups(mut self, groups: &[&str]) -> Self {
+        self.groups = groups.iter().map(|g| (*g).to_owned()).collect();
+        self
     }
 }
 
@@ -149,7 +165,7 @@ impl Default for IssuerOptions {
                 DevClient::generate(None),
             ],
             key_clients: Vec::new(),
-            scopes: vec![HALO_SCOPE.to_owned()],
+            scopes: SUPPORTED_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             token_lifetime: Duration::from_secs(3600),
             jwks_max_age: None,
             openid_configuration: true,
@@ -390,6 +406,7 @@ impl Issuer {
         let client = Authenticated {
             id: client.id.clone(),
             role: client.role.clone(),
+            groups: client.groups.clone(),
         };
         okta_claims(&self.state, &client, scopes)
     }
@@ -478,7 +495,7 @@ async fn metadata(State(state): State<Arc<IssuerState>>) -> Response {
         "scopes_supported": state.options.scopes,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"],
-        "claims_supported": ["ver", "jti", "iss", "aud", "iat", "exp", "cid", "scp", "sub", "role"],
+        "claims_supported": ["ver", "jti", "iss", "aud", "iat", "exp", "cid", "scp", "sub", "role", "groups"],
         "code_challenge_methods_supported": ["S256"],
         "halo_gateway_dev": "embedded development issuer; not for production",
     }))
@@ -659,11 +676,12 @@ async fn token(
             );
         }
     }
-    let requested: Vec<&str> = field("scope")
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let mut requested: Vec<&str> = Vec::new();
+    for scope in field("scope").unwrap_or("").split(' ') {
+        if !scope.is_empty() && !requested.contains(&scope) {
+            requested.push(scope);
+        }
+    }
     if requested.is_empty() {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -814,8 +832,13 @@ fn okta_claims(state: &IssuerState, client: &Authenticated, scopes: &[&str]) -> 
         "scp": scopes,
         "sub": client.id,
     });
-    if let (Some(role), Some(map)) = (&client.role, claims.as_object_mut()) {
-        map.insert("role".into(), Value::String(role.clone()));
+    if let Some(map) = claims.as_object_mut() {
+        if let Some(role) = &client.role {
+            map.insert("role".into(), Value::String(role.clone()));
+        }
+        if !client.groups.is_empty() {
+            map.insert("groups".into(), json!(client.groups));
+        }
     }
     claims
 }

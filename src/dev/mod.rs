@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use self::client_auth::KeyClient;
-use self::issuer::{DevClient, Issuer, IssuerOptions};
+use self::issuer::{DEV_GROUPS, DevClient, HALO_SCOPE, Issuer, IssuerOptions};
 use self::upstream::StubUpstream;
 use crate::config::{AspNetEnv, Config};
 use crate::server::RunningGateway;
@@ -115,6 +115,7 @@ fn client(id: Option<&String>, secret: Option<&String>, role: Option<&str>) -> D
             id: id.clone(),
             secret: secret.clone(),
             role: role.map(str::to_owned),
+            groups: Vec::new(),
         },
         _ => DevClient::generate(role),
     }
@@ -155,6 +156,8 @@ impl DevStack {
                         options.user_client_secret.as_ref(),
                         None,
                     ),
+                    // No role claim; RoleMappings__0 maps its group to Admin.
+                    DevClient::generate(None).with_groups(DEV_GROUPS),
                 ],
                 key_clients: vec![key_client],
                 ..IssuerOptions::default()
@@ -247,6 +250,7 @@ impl DevStack {
         };
         let admin = &issuer.clients()[0];
         let user = &issuer.clients()[1];
+        let group = &issuer.clients()[2];
         let halo = self.gateway.as_ref().map_or_else(
             || self.upstream_url.clone(),
             |g| format!("http://{}", g.public_addr),
@@ -269,7 +273,12 @@ impl DevStack {
             r#"
 Clients:  Admin  (role claim "Admin")        id {admin_id}  secret {admin_secret}
           User   (no role claim)             id {user_id}  secret {user_secret}
+          Groups (groups ["Halo Admins", "Everyone"], no role claim)
+                                             id {group_id}  secret {group_secret}
           Signer (no role, private_key_jwt)  id {signer_id}  key {key_file} (0600; removed when dev stops)
+
+Gateway:  RequiredScopes__0=halo.api (every route but /api/health needs it)
+          RoleMappings__0: claim groups containing "Halo Admins" -> role Admin
 
 Walkthrough (Halo's "Verify authentication" guide; paste into another terminal):
 
@@ -279,6 +288,8 @@ export CLIENT_ID='{user_id}'
 export CLIENT_SECRET='{user_secret}'
 export ADMIN_CLIENT_ID='{admin_id}'
 export ADMIN_CLIENT_SECRET='{admin_secret}'
+export GROUP_CLIENT_ID='{group_id}'
+export GROUP_CLIENT_SECRET='{group_secret}'
 export SIGNER_CLIENT_ID='{signer_id}'
 export SIGNER_PRIVATE_KEY={key_file}
 export HALO_TOKEN_CACHE_DIR={cache_dir}
@@ -306,11 +317,20 @@ curl -i -X POST -H "Authorization: Bearer $TOKEN" -F file=@sample.txt "$HALO_API
 ADMIN_TOKEN=$(CLIENT_ID="$ADMIN_CLIENT_ID" CLIENT_SECRET="$ADMIN_CLIENT_SECRET" halo-gateway token --auth-method client_secret_post)
 curl -i -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/license"
 
-# 7. A private_key_jwt client: a signed assertion instead of a secret: 200
+# 7. The Groups client has no role claim; its group "Halo Admins" is mapped to Admin: 201
+GROUP_TOKEN=$(CLIENT_ID="$GROUP_CLIENT_ID" CLIENT_SECRET="$GROUP_CLIENT_SECRET" halo-gateway token)
+curl -i -X POST -H "Authorization: Bearer $GROUP_TOKEN" -F file=@sample.txt "$HALO_API_URL/api/v1/license"
+
+# 8. A token granted only halo.admin (scp ["halo.admin"]) lacks the required halo.api:
+#    403 insufficient_scope, WWW-Authenticate: Bearer error="insufficient_scope", scope="halo.api"
+NARROW_TOKEN=$(halo-gateway token --scope halo.admin)
+curl -i -H "Authorization: Bearer $NARROW_TOKEN" "$HALO_API_URL/api/v1/policies"
+
+# 9. A private_key_jwt client: a signed assertion instead of a secret: 200
 SIGNER_TOKEN=$(halo-gateway token --client-id "$SIGNER_CLIENT_ID" --private-key "$SIGNER_PRIVATE_KEY")
 curl -i -H "Authorization: Bearer $SIGNER_TOKEN" "$HALO_API_URL/api/v1/policies"
 
-# 8. Rotate the issuer's signing key and watch the gateway follow (new token, still 200)
+# 10. Rotate the issuer's signing key and watch the gateway follow (new token, still 200)
 curl -s -X POST "$OKTA_ISSUER_URI/dev/rotate-keys"
 TOKEN=$(halo-gateway token --force-refresh)
 curl -i -H "Authorization: Bearer $TOKEN" "$HALO_API_URL/api/v1/policies"
@@ -321,6 +341,8 @@ Press Ctrl-C to stop.
             admin_secret = admin.secret,
             user_id = user.id,
             user_secret = user.secret,
+            group_id = group.id,
+            group_secret = group.secret,
             issuer_url = issuer.url(),
         ));
         out
@@ -389,6 +411,23 @@ fn dev_environment(options: &DevOptions, issuer: &Issuer, upstream_url: &str) ->
         (
             "Authentication__Schemes__Bearer__RequireHttpsMetadata".to_owned(),
             "false".to_owned(),
+        ),
+        // Shows the scope check and a group mapped to a role (walkthrough steps 7 and 8).
+        (
+            "Authentication__Schemes__Bearer__RequiredScopes__0".to_owned(),
+            HALO_SCOPE.to_owned(),
+        ),
+        (
+            "Authentication__Schemes__Bearer__RoleMappings__0__Claim".to_owned(),
+            "groups".to_owned(),
+        ),
+        (
+            "Authentication__Schemes__Bearer__RoleMappings__0__Value".to_owned(),
+            DEV_GROUPS[0].to_owned(),
+        ),
+        (
+            "Authentication__Schemes__Bearer__RoleMappings__0__Role".to_owned(),
+            "Admin".to_owned(),
         ),
         ("Gateway__Upstream".to_owned(), upstream_url.to_owned()),
         ("Gateway__Listen".to_owned(), options.listen.to_string()),

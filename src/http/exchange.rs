@@ -25,6 +25,7 @@ pub struct Exchange {
     path: OnceLock<String>,
     principal: OnceLock<Arc<dyn Principal>>,
     deny_reason: OnceLock<&'static str>,
+    refusal: OnceLock<Refusal>,
     upstream: OnceLock<Duration>,
     bytes_in: AtomicU64,
 }
@@ -33,7 +34,20 @@ pub struct Exchange {
 pub trait Principal: Send + Sync + std::fmt::Debug {
     fn client_id(&self) -> Option<&str>;
     fn subject(&self) -> &str;
-    fn roles(&self) -> &[String];
+    /// Role names, each once.
+    fn roles(&self) -> Vec<&str>;
+    /// Which configured mappings granted roles (`Admin=RoleMappings__0`), if any did.
+    fn granted_by(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What the access log says about a valid token that was refused (403): the token's client id
+/// and the required scopes it was not granted. Never the token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusal {
+    pub client_id: Option<String>,
+    pub missing_scopes: Vec<String>,
 }
 
 /// The shared notes of a request, if the access-log layer is in the stack.
@@ -56,6 +70,10 @@ impl Exchange {
 
     pub fn set_deny_reason(&self, reason: &'static str) {
         let _ = self.deny_reason.set(reason);
+    }
+
+    pub fn set_refusal(&self, refusal: Refusal) {
+        let _ = self.refusal.set(refusal);
     }
 
     pub fn set_upstream_time(&self, time: Duration) {
@@ -81,6 +99,10 @@ impl Exchange {
 
     pub fn deny_reason(&self) -> Option<&'static str> {
         self.deny_reason.get().copied()
+    }
+
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.refusal.get()
     }
 
     pub fn upstream_time(&self) -> Option<Duration> {

@@ -2,8 +2,9 @@
 //! the response body has been sent in full, or when the client goes away (status 499 if that
 //! happens before the response head). The in-flight gauge covers the same span.
 //!
-//! Inner layers record what they learn (route, path, principal, deny reason, upstream time,
-//! bytes in) into the request's [`Exchange`]; this layer reads it at the end.
+//! Inner layers record what they learn (route, path, principal, deny reason and what a refused
+//! token lacked, upstream time, bytes in) into the request's [`Exchange`]; this layer reads it
+//! at the end.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -168,6 +169,7 @@ impl Record {
         metrics.bytes_in.inc_by(bytes_in);
         metrics.bytes_out.inc_by(bytes_out);
         let principal = exchange.principal();
+        let refusal = exchange.refusal();
         tracing::info!(
             target: "halo_gateway::access",
             request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),
@@ -180,10 +182,16 @@ impl Record {
             upstream_ms = exchange.upstream_time().map(|d| d.as_secs_f64() * 1000.0),
             bytes_in,
             bytes_out,
-            client_id = principal.and_then(|p| p.client_id()),
+            client_id = principal
+                .and_then(|p| p.client_id())
+                .or_else(|| refusal.and_then(|r| r.client_id.as_deref())),
             sub = principal.map(|p| p.subject()),
             role = principal.map(|p| p.roles().join(",")),
+            granted_by = principal.and_then(|p| p.granted_by()),
             deny_reason = exchange.deny_reason(),
+            missing_scopes = refusal
+                .filter(|r| !r.missing_scopes.is_empty())
+                .map(|r| r.missing_scopes.join(" ")),
             "request"
         );
     }
