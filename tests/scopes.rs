@@ -3,7 +3,15 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{RawResponse, TestEnv, env_for, run_binary, start_issuer};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::support::{
+    RawResponse, TestEnv, client, env_for, free_port, run_binary, send_bearer, start_issuer,
+    start_stub,
+};
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
 
@@ -691,4 +699,80 @@ async fn configuration_mistakes_fail_check_config_and_serve_naming_the_setting()
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_access_log_names_reason_client_missing_scopes_and_granting_mapping() {
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
+    let (listen, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let settings = [
+        (setting("RequiredScopes__0"), "halo.api"),
+        (setting("AllowedClients__0"), "app-a"),
+        (setting("RoleMappings__0__Claim"), "groups"),
+        (setting("RoleMappings__0__Value"), "Halo Admins"),
+        (setting("RoleMappings__0__Role"), "Admin"),
+        ("Gateway__Listen".to_owned(), listen.as_str()),
+        ("Gateway__AdminListen".to_owned(), admin.as_str()),
+        ("Gateway__LogFormat".to_owned(), "json"),
+    ];
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .arg("serve")
+        .env_clear()
+        .envs(env_for(issuer.url(), &upstream.url(), &settings))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve starts");
+    let http = client();
+    let mut ready = false;
+    for _ in 0..100 {
+        let probe = http.get(format!("http://{admin}/readyz")).send().await;
+        if probe.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "gateway became ready");
+    let mut claims = issuer.claims_for(&issuer.clients()[1], &["halo.api"]);
+    claims["cid"] = json!("app-a");
+    claims["groups"] = json!(["Halo Admins"]);
+    let mapped = issuer.sign(&claims);
+    claims["scp"] = json!(["halo.admin"]);
+    let unscoped = issuer.sign(&claims);
+    claims["cid"] = json!("app-z");
+    let stranger = issuer.sign(&claims);
+    let url = format!("http://{listen}/api/v1/license");
+    for (token, status) in [(&mapped, 201), (&unscoped, 403), (&stranger, 403)] {
+        let response = send_bearer(&http, reqwest::Method::POST, &url, token).await;
+        assert_eq!(response.status(), status);
+    }
+    let pid = child.id().expect("running").to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().await;
+    assert!(term.expect("kill runs").success());
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("output");
+    let access: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["target"] == "halo_gateway::access")
+        .collect();
+    assert_eq!(access.len(), 3, "{access:?}");
+    assert_eq!(access[0]["client_id"], "app-a");
+    assert_eq!(access[0]["granted_by"], "Admin=RoleMappings__0");
+    assert_eq!(access[0]["role"], "Admin");
+    assert_eq!(access[1]["deny_reason"], "insufficient_scope");
+    assert_eq!(access[1]["client_id"], "app-a");
+    assert_eq!(access[1]["missing_scopes"], "halo.api");
+    assert_eq!(access[2]["deny_reason"], "client_not_allowed");
+    assert_eq!(access[2]["client_id"], "app-z");
+    assert!(access[2].get("missing_scopes").is_none(), "{}", access[2]);
 }
