@@ -26,6 +26,18 @@ fn token_with(env: &TestEnv, edit: impl FnOnce(&mut Value)) -> String {
     env.issuer.sign(&claims)
 }
 
+/// The test claims with `edits`' members set (and `remove` dropped first), signed.
+fn token_merging(env: &TestEnv, remove: &[&str], edits: &Value) -> String {
+    token_with(env, |c| {
+        for name in remove {
+            c.as_object_mut().expect("object").remove(*name);
+        }
+        for (k, v) in edits.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+    })
+}
+
 async fn call(env: &TestEnv, method: &str, path: &str, token: &str) -> RawResponse {
     env.raw(
         method,
@@ -78,12 +90,7 @@ async fn required_scopes_read_scp_as_array_or_string_and_fall_back_to_scope() {
         ),
     ];
     for (case, scopes) in accepted {
-        let token = token_with(&env, |c| {
-            c.as_object_mut().expect("object").remove("scp");
-            for (k, v) in scopes.as_object().expect("object") {
-                c[k] = v.clone();
-            }
-        });
+        let token = token_merging(&env, &["scp"], &scopes);
         let response = call(&env, "GET", "/api/v1/policies", &token).await;
         assert_eq!(response.status, 200, "{case}");
     }
@@ -107,12 +114,7 @@ async fn required_scopes_read_scp_as_array_or_string_and_fall_back_to_scope() {
         ),
     ];
     for (case, scopes) in refused {
-        let token = token_with(&env, |c| {
-            c.as_object_mut().expect("object").remove("scp");
-            for (k, v) in scopes.as_object().expect("object") {
-                c[k] = v.clone();
-            }
-        });
+        let token = token_merging(&env, &["scp"], &scopes);
         let response = call(&env, "GET", "/api/v1/policies", &token).await;
         let challenge = forbidden(&response, "insufficient_scope", case);
         assert!(
@@ -294,11 +296,7 @@ async fn checks_run_client_then_scope_then_role() {
         ),
     ];
     for (case, edits, error) in steps {
-        let token = token_with(&env, |c| {
-            for (k, v) in edits.as_object().expect("object") {
-                c[k] = v.clone();
-            }
-        });
+        let token = token_merging(&env, &[], &edits);
         let response = call(&env, "POST", "/api/v1/license", &token).await;
         match error {
             Some(error) => {
@@ -361,11 +359,7 @@ async fn role_mappings_grant_roles_from_groups_scopes_and_client_ids() {
         ("nothing matches", json!({"groups": ["Everyone"]}), 403),
     ];
     for (case, edits, status) in cases {
-        let token = token_with(&env, |c| {
-            for (k, v) in edits.as_object().expect("object") {
-                c[k] = v.clone();
-            }
-        });
+        let token = token_merging(&env, &[], &edits);
         let response = call(&env, "POST", "/api/v1/license", &token).await;
         assert_eq!(response.status, status, "{case}");
         if status == 403 {
