@@ -538,20 +538,81 @@ async fn check_config_prints_the_scopes_clients_and_mappings_in_effect() {
     .await;
     assert_eq!(code, 0, "{out}");
     for line in [
-        "Authentication__Schemes__Bearer__ScopeClaim = scp (else scope)",
-        "Authentication__Schemes__Bearer__ClientIdClaim = cid (else client_id)",
-        "Authentication__Schemes__Bearer__RequiredScopes__0 = halo.api",
-        "Authentication__Schemes__Bearer__AllowedClients__0 = app-a",
-        "Authentication__Schemes__Bearer__RoleMappings__0 = claim 'groups' equal to or containing 'Halo Admins' (exact, case-sensitive) -> role Admin",
-        "Gateway__Rules__0 = /api/v1/license/** * /api/v1/license/** -> Admin, scopes halo.admin, clients app-a",
+        "# Authentication__Schemes__Bearer__ScopeClaim not set: scp, else scope",
+        "# Authentication__Schemes__Bearer__ClientIdClaim not set: cid, else client_id",
+        "\nAuthentication__Schemes__Bearer__RequiredScopes__0 = halo.api\n",
+        "\nAuthentication__Schemes__Bearer__AllowedClients__0 = app-a\n",
+        "\nAuthentication__Schemes__Bearer__RoleMappings__0__Claim = groups\n",
+        "\nAuthentication__Schemes__Bearer__RoleMappings__0__Value = Halo Admins\n",
+        "\nAuthentication__Schemes__Bearer__RoleMappings__0__Role = Admin\n",
+        "\nGateway__Rules__0__Scopes__0 = halo.admin\n",
+        "\nGateway__Rules__0__Clients__0 = app-a\n",
     ] {
         assert!(out.contains(line), "{line}:\n{out}");
     }
+    assert!(!out.contains("AllowedClients not set"), "{out}");
+
+    // Set claim names are printed as settings, without the notes on the defaults.
+    let named = [
+        (setting("ScopeClaim"), "scope"),
+        (setting("ClientIdClaim"), "azp"),
+    ];
+    let named: Vec<(&str, &str)> = named.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let (code, out) = run_binary(
+        &["check-config"],
+        env_for(issuer.url(), "http://halo", &named),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("\nAuthentication__Schemes__Bearer__ScopeClaim = scope\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nAuthentication__Schemes__Bearer__ClientIdClaim = azp\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("not set: scp") && !out.contains("not set: cid"),
+        "{out}"
+    );
+    assert!(out.contains("AllowedClients not set: any client"), "{out}");
+}
+
+/// As for every setting, an empty value is not set (Helm renders unset values as `""`): an
+/// empty scope or client id adds no requirement rather than failing start-up.
+#[tokio::test]
+async fn empty_scope_and_client_values_are_unset() {
+    let issuer = start_issuer().await;
+    let settings = [
+        (setting("RequiredScopes__0"), ""),
+        (setting("AllowedClients__0"), " "),
+        ("Gateway__Rules__0__Path".to_owned(), "/api/**"),
+        ("Gateway__Rules__0__Clients__0".to_owned(), "app-a"),
+        ("Gateway__Rules__0__Clients__1".to_owned(), ""),
+    ];
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let (code, out) = run_binary(
+        &["check-config"],
+        env_for(issuer.url(), "http://halo", &settings),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("RequiredScopes"), "{out}");
+    assert!(
+        out.contains("# Authentication__Schemes__Bearer__AllowedClients not set: any client"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nGateway__Rules__0__Clients__0 = app-a\n"),
+        "{out}"
+    );
+    assert!(!out.contains("Clients__1"), "{out}");
 }
 
 #[tokio::test]
 async fn configuration_mistakes_fail_check_config_and_serve_naming_the_setting() {
-    let mistakes: [(&[(&str, &str)], &str); 12] = [
+    let mistakes: [(&[(&str, &str)], &str); 10] = [
         (
             &[(
                 "Authentication__Schemes__Bearer__RequiredScopes__0",
@@ -591,12 +652,11 @@ async fn configuration_mistakes_fail_check_config_and_serve_naming_the_setting()
             "Authentication__Schemes__Bearer__RequiredScopes__0",
         ),
         (
-            &[("Authentication__Schemes__Bearer__RequiredScopes__0", "")],
+            &[(
+                "Authentication__Schemes__Bearer__RequiredScopes__0",
+                "a\u{1}b",
+            )],
             "Authentication__Schemes__Bearer__RequiredScopes__0",
-        ),
-        (
-            &[("Authentication__Schemes__Bearer__AllowedClients__0", " ")],
-            "Authentication__Schemes__Bearer__AllowedClients__0",
         ),
         (
             &[
@@ -604,14 +664,6 @@ async fn configuration_mistakes_fail_check_config_and_serve_naming_the_setting()
                 ("Gateway__Rules__0__Scopes__0", "a\tb"),
             ],
             "Gateway__Rules__0__Scopes__0",
-        ),
-        (
-            &[
-                ("Gateway__Rules__0__Path", "/api/**"),
-                ("Gateway__Rules__0__Clients__0", "app-a"),
-                ("Gateway__Rules__0__Clients__1", ""),
-            ],
-            "Gateway__Rules__0__Clients__1",
         ),
         (
             &[

@@ -464,3 +464,114 @@ fn every_setting_is_documented_in_docs_configuration_md() {
         "not in docs/configuration.md: {missing:?}"
     );
 }
+
+#[test]
+fn scopes_clients_and_role_mappings_load_from_file_and_environment() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "gateway.toml",
+            r#"
+            [Authentication.Schemes.Bearer]
+            RequiredScopes = ["halo.api"]
+            ScopeClaim = "scope"
+            [[Authentication.Schemes.Bearer.RoleMappings]]
+            Claim = "groups"
+            Value = "Halo Admins"
+            Role = "Admin"
+            [[Gateway.Rules]]
+            Path = "/api/v1/license/**"
+            Role = "Admin"
+            Scopes = "halo.admin"
+            Clients = ["a", "b"]
+            "#,
+        )?;
+        minimal(jail);
+        jail.set_env(format!("{BEARER}AllowedClients"), "a");
+        jail.set_env(format!("{BEARER}ClientIdClaim"), "azp");
+        jail.set_env(format!("{BEARER}RoleMappings__1__Claim"), "cid");
+        jail.set_env(format!("{BEARER}rolemappings__1__value"), "0oa-bot");
+        jail.set_env(format!("{BEARER}RoleMappings__1__Role"), "Admin");
+        let config = Config::load(Some(std::path::Path::new("gateway.toml"))).expect("valid");
+        assert_eq!(config.auth.required_scopes, ["halo.api"]);
+        assert_eq!(
+            config.auth.allowed_clients,
+            ["a"],
+            "a single value is a list of one"
+        );
+        assert_eq!(config.auth.scope_claim.as_deref(), Some("scope"));
+        assert_eq!(config.auth.client_id_claim.as_deref(), Some("azp"));
+        // An environment list replaces the file's list as a whole.
+        assert_eq!(
+            config.auth.role_mappings,
+            [super::RoleMapping {
+                claim: "cid".into(),
+                value: "0oa-bot".into(),
+                role: "Admin".into(),
+            }]
+        );
+        let rules = config.gateway.rules.as_deref().expect("rules set");
+        assert_eq!(rules[0].scopes, ["halo.admin"]);
+        assert_eq!(rules[0].clients, ["a", "b"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn scope_client_and_mapping_defaults_are_empty() {
+    Jail::expect_with(|jail| {
+        minimal(jail);
+        let config = Config::load(None).expect("valid");
+        assert!(config.auth.required_scopes.is_empty());
+        assert!(config.auth.allowed_clients.is_empty());
+        assert!(config.auth.role_mappings.is_empty());
+        assert_eq!(config.auth.scope_claim, None);
+        assert_eq!(config.auth.client_id_claim, None);
+        Ok(())
+    });
+}
+
+#[test]
+fn scope_client_and_mapping_mistakes_name_the_setting_with_its_index() {
+    let cases: Vec<(Setup, &str)> = vec![
+        (
+            Box::new(|j: &mut Jail| {
+                j.set_env(format!("{BEARER}RequiredScopes__0"), "halo.api");
+                j.set_env(format!("{BEARER}RequiredScopes__1"), "halo api");
+            }),
+            "Authentication__Schemes__Bearer__RequiredScopes__1: 'halo api' contains a space",
+        ),
+        (
+            Box::new(|j: &mut Jail| {
+                j.set_env("Gateway__Rules__0__Path", "/api/**");
+                j.set_env("Gateway__Rules__0__Scopes", "HALO\"API");
+            }),
+            "Gateway__Rules__0__Scopes__0: ",
+        ),
+        (
+            Box::new(|j: &mut Jail| {
+                j.set_env(format!("{BEARER}RoleMappings__0__Claim"), "groups");
+                j.set_env(format!("{BEARER}RoleMappings__0__Value"), "Halo Admins");
+            }),
+            "Authentication__Schemes__Bearer__RoleMappings__0__Role is required",
+        ),
+    ];
+    for (setup, expected) in cases {
+        let error = error_of(|j| {
+            minimal(j);
+            setup(j);
+        });
+        assert!(error.to_string().starts_with(expected), "{error}");
+    }
+    // Settings built in code, which no source trims: an empty client id is refused too.
+    let mut settings = crate::config::Settings::default();
+    let bearer = &mut settings.authentication.schemes.bearer;
+    bearer.authority = url::Url::parse("https://example.okta.com/oauth2/default").ok();
+    bearer.valid_audiences = vec!["api://halo".into()];
+    bearer.allowed_clients = vec!["a".into(), String::new()];
+    settings.gateway.upstream = url::Url::parse("http://halo").ok();
+    let error = Config::validate(settings).expect_err("empty client id");
+    assert_eq!(
+        error.setting(),
+        Some("Authentication__Schemes__Bearer__AllowedClients__1")
+    );
+}
