@@ -64,10 +64,14 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
+        Self::with_settings(&[]).await
+    }
+
+    async fn with_settings(settings: &[(&str, &str)]) -> Self {
         let issuer = start_issuer().await;
         // Nothing listens on the upstream port: a request that reaches the proxy fails there.
         let upstream = format!("http://127.0.0.1:{}", free_port());
-        let config = config_for(issuer.url(), &upstream, &[]);
+        let config = config_for(issuer.url(), &upstream, settings);
         let metrics = Arc::new(Metrics::new());
         let authenticator =
             Arc::new(Authenticator::from_config(&config, metrics.clone()).expect("authenticator"));
@@ -145,8 +149,8 @@ fn protected_app(
             let seen = match request.extensions().get::<Arc<VerifiedToken>>() {
                 Some(token) => json!({
                     "sub": token.subject,
-                    "cid": token.client_id,
-                    "roles": token.roles,
+                    "cid": token.client_id(),
+                    "roles": token.access.role_names(),
                 }),
                 None => json!(null),
             };
@@ -269,6 +273,112 @@ async fn each_auth_refusal_has_its_status_challenge_and_json_and_never_reaches_t
             0,
             "{case}: the app was called"
         );
+    }
+}
+
+/// Client, scope and role checks (issue 16): each refusal is decided by the layer in the
+/// gateway's order, with its own JSON error and challenge, and the app never sees it.
+#[tokio::test]
+async fn client_scope_and_role_refusals_answer_in_process_in_order() {
+    let fixture = Fixture::with_settings(&[
+        (
+            "Authentication__Schemes__Bearer__AllowedClients__0",
+            "0oa-in-process",
+        ),
+        (
+            "Authentication__Schemes__Bearer__RequiredScopes__0",
+            "halo.api",
+        ),
+        ("Gateway__Rules__0__Path", "/api/v1/ops/**"),
+        ("Gateway__Rules__0__Role", "Ops"),
+        ("Gateway__Rules__0__Scopes__0", "halo.ops"),
+        ("Gateway__Rules__1__Path", "/api/**"),
+    ])
+    .await;
+    let token = |cid: &str, scp: &[&str], role: Option<&str>| {
+        let mut claims = fixture.claims();
+        claims["cid"] = json!(cid);
+        claims["scp"] = json!(scp);
+        if let Some(role) = role {
+            claims["role"] = json!(role);
+        }
+        fixture.issuer.sign(&claims)
+    };
+    let other_client = token("0oa-other", &["halo.api", "halo.ops"], Some("Ops"));
+    let no_scope = token("0oa-in-process", &["halo.admin"], Some("Ops"));
+    let api_only = token("0oa-in-process", &["halo.api"], Some("Ops"));
+    let no_role = token("0oa-in-process", &["halo.api", "halo.ops"], None);
+    let ops = token("0oa-in-process", &["halo.api", "halo.ops"], Some("Ops"));
+
+    // (case, path, token, status, exact challenge prefix, JSON error)
+    let cases: [(&str, &str, &str, u16, &str, &str); 5] = [
+        (
+            "client not allowed, though scopes and role would pass",
+            "/api/v1/ops/run",
+            &other_client,
+            403,
+            "Bearer error=\"insufficient_scope\", error_description=",
+            "ClientNotAllowed",
+        ),
+        (
+            "global scope missing",
+            "/api/v1/policies",
+            &no_scope,
+            403,
+            "Bearer error=\"insufficient_scope\", scope=\"halo.api\", error_description=",
+            "insufficient_scope",
+        ),
+        (
+            "rule scope missing: the challenge names every scope the route needs",
+            "/api/v1/ops/run",
+            &api_only,
+            403,
+            "Bearer error=\"insufficient_scope\", scope=\"halo.api halo.ops\", error_description=",
+            "insufficient_scope",
+        ),
+        (
+            "role other than Admin missing",
+            "/api/v1/ops/run",
+            &no_role,
+            403,
+            "Bearer error=\"insufficient_scope\", error_description=",
+            "RoleMissing",
+        ),
+        ("everything granted", "/api/v1/ops/run", &ops, 200, "", ""),
+    ];
+    for (case, path, token, status, challenge, error) in cases {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let app = protected_app(fixture.authenticator.clone(), calls.clone());
+        let request = empty(get(path, Some(token)));
+        let answer = Answer::from(app.oneshot(request).await.expect("infallible")).await;
+        assert_eq!(answer.status.as_u16(), status, "{case}");
+        if status == 200 {
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{case}");
+            assert_eq!(answer.json["roles"], json!(["Ops"]), "{case}");
+            continue;
+        }
+        assert!(
+            answer.challenge().starts_with(challenge),
+            "{case}: {}",
+            answer.challenge()
+        );
+        assert_eq!(answer.json["error"], error, "{case}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "{case}: the app was called"
+        );
+    }
+    let metrics = fixture.metrics.render(None);
+    for (reason, count) in [
+        ("client_not_allowed", 1),
+        ("insufficient_scope", 2),
+        ("role_missing", 1),
+    ] {
+        let line = format!(
+            "halo_gateway_auth_decisions_total{{decision=\"deny\",reason=\"{reason}\"}} {count}\n"
+        );
+        assert!(metrics.contains(&line), "{line}{metrics}");
     }
 }
 

@@ -279,6 +279,7 @@ async fn basic_authentication_form_encodes_an_id_and_secret_with_special_charact
         id: "app+1%:/x".into(),
         secret: "s3+cr%t:/with/slash".into(),
         role: None,
+        groups: Vec::new(),
     };
     let f = Fixture::with(IssuerOptions {
         clients: vec![special.clone(), special.clone()],
