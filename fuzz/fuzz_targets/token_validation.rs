@@ -90,13 +90,16 @@ fn check_claims(claims: &Map<String, Value>, kid: &str, alg: Algorithm, now: f64
     let max_lifetime = fx.auth.max_token_lifetime.as_secs_f64();
     match fx.validator.check_claims(claims, kid.into(), alg, now) {
         Ok(token) => {
-            let VerifiedToken { kid: k, alg: a, issuer, audiences, subject, client_id, roles, expires_at, not_before, issued_at } = &token;
+            let VerifiedToken { kid: k, alg: a, issuer, audiences, subject, access, expires_at, not_before, issued_at } = &token;
+            let roles: Vec<String> = access.role_names().into_iter().map(str::to_owned).collect();
             assert_eq!((&**k, *a), (kid, alg));
             assert!(fx.auth.valid_issuers.contains(issuer), "issuer {issuer:?} accepted");
             assert_eq!(claims.get("iss").and_then(Value::as_str), Some(issuer.as_str()));
             assert!(audiences.iter().any(|a| fx.auth.valid_audiences.contains(a)), "audiences {audiences:?} accepted");
             assert_eq!(claims.get("sub").and_then(Value::as_str), Some(subject.as_str()));
-            assert_eq!(claims.get("cid").and_then(Value::as_str), client_id.as_deref());
+            // ClientIdClaim unset: cid, else client_id; an empty id is no id.
+            let client_claim = if claims.contains_key("cid") { "cid" } else { "client_id" };
+            assert_eq!(claims.get(client_claim).and_then(Value::as_str).filter(|id| !id.is_empty()), token.client_id());
             assert_eq!(number(claims, "exp"), Some(*expires_at));
             assert_eq!(number(claims, "nbf"), *not_before);
             assert_eq!(number(claims, "iat"), *issued_at);
@@ -106,12 +109,25 @@ fn check_claims(claims: &Map<String, Value>, kid: &str, alg: Algorithm, now: f64
             assert!(expires_at - issued_at.unwrap_or(now) <= max_lifetime, "over-long lifetime accepted");
             assert!(!claims.contains_key("cnf"), "cnf token accepted");
             match claims.get(&fx.auth.role_claim) {
-                None => assert_eq!(roles, &[fx.auth.default_role.clone()]),
+                None => assert_eq!(roles, [fx.auth.default_role.clone()]),
                 Some(Value::String(r)) => assert_eq!(roles, std::slice::from_ref(r)),
-                Some(Value::Array(items)) => assert_eq!(roles.len(), items.len()),
+                // Each role name once; an empty array falls back to DefaultRole.
+                Some(Value::Array(items)) => {
+                    let mut expected: Vec<String> = Vec::new();
+                    for item in items {
+                        let role = item.as_str().expect("a non-string role accepted");
+                        if !expected.iter().any(|r| r == role) {
+                            expected.push(role.to_owned());
+                        }
+                    }
+                    if expected.is_empty() {
+                        expected.push(fx.auth.default_role.clone());
+                    }
+                    assert_eq!(roles, expected);
+                }
                 Some(other) => panic!("role claim {other} accepted"),
             }
-            for role in roles {
+            for role in &roles {
                 assert_eq!(token.has_role(role), true);
             }
             // The per-request time check agrees with the full check at the same instant.
