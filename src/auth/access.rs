@@ -340,32 +340,12 @@ pub fn authorize(
     check_role(required, token)
 }
 
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`; the error is a sentence
-/// for the operator.
-pub fn check_scope_token(scope: &str) -> Result<(), String> {
-    if scope.is_empty() {
-        return Err("a scope may not be empty".into());
-    }
-    match scope
-        .chars()
-        .find(|c| !matches!(*c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
-    {
-        None => Ok(()),
-        Some(' ') => Err(format!(
-            "'{scope}' contains a space; give one scope per index (RFC 6749 §3.3)"
-        )),
-        Some(c) => Err(format!(
-            "'{}' contains {c:?}, which a scope may not (RFC 6749 §3.3: printable ASCII except space, '\"' and '\\')",
-            scope.escape_default()
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::config::check_scope_token;
 
     fn rules(mappings: &[(&str, &str, &str)]) -> ClaimRules {
         ClaimRules {

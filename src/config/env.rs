@@ -7,6 +7,8 @@
 //!
 //! Both trim values and drop empty ones: an empty value counts as not set (Helm charts often
 //! render unset values as `""`), so the next source down, or the built-in default, applies.
+//! The exception is an item of a scope or client-id list (`RequiredScopes__0=""`): an empty
+//! scope or client id is a mistake that validation names, not a missing setting.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -158,7 +160,8 @@ impl Provider for AspNetEnv {
         for (name, value) in &self.vars {
             let path: Vec<String> = name.split("__").map(canonical_key).collect();
             let value = value.trim();
-            if path.iter().any(String::is_empty) || value.is_empty() {
+            if path.iter().any(String::is_empty) || (value.is_empty() && !keeps_empty_items(&path))
+            {
                 continue;
             }
             root.insert(&path, value.to_owned());
@@ -173,6 +176,21 @@ impl Provider for AspNetEnv {
 
 /// Wraps a provider (the TOML file) so its keys are matched case-insensitively too.
 pub struct Canonical<P>(pub P);
+
+/// Lists whose empty items are kept for validation to refuse (see the module doc).
+const LISTS_WITHOUT_EMPTY_ITEMS: &[&str] =
+    &["RequiredScopes", "AllowedClients", "Scopes", "Clients"];
+
+/// `…__RequiredScopes__N` and the like: an item of a list that may not hold an empty value.
+fn keeps_empty_items(path: &[String]) -> bool {
+    match path {
+        [.., list, index] => {
+            index.bytes().all(|b| b.is_ascii_digit())
+                && LISTS_WITHOUT_EMPTY_ITEMS.contains(&list.as_str())
+        }
+        _ => false,
+    }
+}
 
 /// Canonical key spelling, trimmed strings, and no empty strings (see the module doc).
 fn canonicalize(value: Value) -> Option<Value> {
@@ -192,8 +210,24 @@ fn canonicalize(value: Value) -> Option<Value> {
 
 fn canonicalize_dict(dict: Dict) -> Dict {
     dict.into_iter()
-        .filter_map(|(k, v)| Some((canonical_key(&k), canonicalize(v)?)))
+        .filter_map(|(k, v)| {
+            let key = canonical_key(&k);
+            let value = match v {
+                Value::Array(tag, items) if LISTS_WITHOUT_EMPTY_ITEMS.contains(&key.as_str()) => {
+                    Value::Array(tag, items.into_iter().map(trim_string).collect())
+                }
+                other => canonicalize(other)?,
+            };
+            Some((key, value))
+        })
         .collect()
+}
+
+fn trim_string(value: Value) -> Value {
+    match value {
+        Value::String(tag, text) => Value::String(tag, text.trim().to_owned()),
+        other => other,
+    }
 }
 
 impl<P: Provider> Provider for Canonical<P> {

@@ -34,7 +34,6 @@ use url::Url;
 pub use self::duration::parse_duration;
 pub use self::env::{AspNetEnv, Canonical};
 pub use self::settings::{BearerSettings, GatewaySettings, RoleMapping, RuleConfig, Settings};
-use crate::auth::access::check_scope_token;
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
 
@@ -314,8 +313,7 @@ fn scopes(values: &[String], setting: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Client id settings: not empty. (The sources drop empty values, so this guards settings
-/// built in code.)
+/// Client id settings: not empty.
 fn clients(values: &[String], setting: &str) -> Result<(), ConfigError> {
     match values.iter().position(|id| id.trim().is_empty()) {
         Some(i) => Err(ConfigError::invalid(
@@ -389,6 +387,27 @@ fn at_least<N: PartialOrd + std::fmt::Display>(
         ))
     } else {
         Ok(())
+    }
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`; the error is a sentence
+/// for the operator.
+pub fn check_scope_token(scope: &str) -> Result<(), String> {
+    if scope.is_empty() {
+        return Err("a scope may not be empty".into());
+    }
+    match scope
+        .chars()
+        .find(|c| !matches!(*c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+    {
+        None => Ok(()),
+        Some(' ') => Err(format!(
+            "'{scope}' contains a space; give one scope per index (RFC 6749 §3.3)"
+        )),
+        Some(c) => Err(format!(
+            "'{}' contains {c:?}, which a scope may not (RFC 6749 §3.3: printable ASCII except space, '\"' and '\\')",
+            scope.escape_default()
+        )),
     }
 }
 
