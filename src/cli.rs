@@ -48,6 +48,10 @@ pub struct ExplainArgs {
     /// Print the token's header and claims (never its signature).
     #[arg(long)]
     pub show_claims: bool,
+    /// Check this DPoP proof with the token (sent as `Authorization: DPoP`); --route then
+    /// takes the full URL the proof is for, e.g. `--route GET https://halo.example.com/api/v1/policies`.
+    #[arg(long, value_name = "PROOF", requires = "route")]
+    pub dpop: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +65,12 @@ pub struct TokenArgs {
     /// token response as JSON plus `expires_at`.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
+    /// With --dpop-key and --format header: the request the DPoP proof is for (METHOD).
+    #[arg(long, value_name = "METHOD", requires_all = ["url", "dpop_key"])]
+    pub method: Option<String>,
+    /// With --dpop-key and --format header: the request's URL (the proof's htu).
+    #[arg(long, value_name = "URL", requires_all = ["method", "dpop_key"])]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -107,6 +117,10 @@ pub struct TokenOptions {
     /// Token endpoint URL; default: `token_endpoint` of the issuer's metadata.
     #[arg(long, value_name = "URL")]
     pub token_endpoint: Option<String>,
+    /// Get a DPoP-bound token (RFC 9449) for the PEM EC P-256 or RSA key in FILE, created
+    /// (EC P-256, mode 0600) when missing.
+    #[arg(long, value_name = "FILE")]
+    pub dpop_key: Option<PathBuf>,
     /// Neither read nor write the token cache.
     #[arg(long)]
     pub no_cache: bool,

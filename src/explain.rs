@@ -32,6 +32,9 @@ pub struct ExplainRequest {
     /// Also evaluate the route policy for `METHOD PATH`.
     pub route: Option<(Method, String)>,
     pub show_claims: bool,
+    /// A DPoP proof: the token goes as `Authorization: DPoP` with it, and the route's path is
+    /// the full URL the proof is for.
+    pub dpop: Option<String>,
 }
 
 /// The report and whether the gateway would accept the token.
@@ -102,7 +105,34 @@ pub fn fix_for(reason: DenyReason, config: &Config) -> String {
             "this is not an access token from an Okta custom authorization server: request one with the client-credentials grant and scope halo.api".into()
         }
         DenyReason::MissingToken | DenyReason::InvalidRequest => "send the token in the Authorization: Bearer header".into(),
+        DenyReason::InvalidDpopProof => "send one fresh DPoP proof per request, signed by the token's key, with htm/htu of this request, iat now and ath of this token (RFC 9449 §4.2)".into(),
+        DenyReason::DpopReplay => "a DPoP proof is accepted once: make a new proof (new jti) for every request".into(),
+        DenyReason::DpopKeyMismatch => "the token must be DPoP-bound (cnf.jkt) to the key that signs the proofs: request it with a DPoP proof from that key".into(),
+        DenyReason::UseDpopNonce => "put the DPoP-Nonce value from the 401 response into the proof's nonce claim and retry".into(),
+        DenyReason::DpopRequired => "this gateway requires DPoP: request a DPoP-bound token and send it as Authorization: DPoP with a DPoP proof".into(),
+        DenyReason::ReplayCacheUnavailable => "the DPoP replay cache is full or Redis is unreachable: retry after the Retry-After seconds; operators: check Gateway__Redis__Url or ReplayCacheSize".into(),
     }
+}
+
+/// The gateway's DPoP checks for `explain --dpop`: the configured rules, at least in `Allowed`
+/// mode, with a replay cache of its own (never the shared Redis one: explaining a proof must
+/// not use it up).
+fn explain_dpop(
+    config: &Config,
+    proof: &str,
+    headers: &mut HeaderMap,
+) -> Result<crate::auth::dpop::Dpop, String> {
+    let mut config = config.clone();
+    let mut settings = config.settings();
+    if settings.authentication.schemes.bearer.dpop.mode == crate::config::DPoPMode::Disabled {
+        settings.authentication.schemes.bearer.dpop.mode = crate::config::DPoPMode::Allowed;
+    }
+    settings.gateway.redis.url = None;
+    config = Config::validate(settings).map_err(|e| e.to_string())?;
+    let value = HeaderValue::from_str(proof.trim())
+        .map_err(|_| "the proof is not visible ASCII".to_owned())?;
+    headers.insert(crate::auth::dpop::proof::DPOP, value);
+    crate::auth::dpop::Dpop::from_config(&config)
 }
 
 /// Runs the checks against the configured issuer.
@@ -199,6 +229,7 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
                 decoded.message,
                 decoded.signature,
                 now,
+                request.dpop.is_some(),
             )
             .await;
             explain_access(
@@ -212,19 +243,53 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
     }
 
     // The verdict: exactly the gateway's decision, through the same Authenticator.
+    let target_uri: Option<http::Uri> = request
+        .route
+        .as_ref()
+        .and_then(|(_, target)| target.parse().ok());
     let verdict: Result<(), AuthError> = match &request.route {
         None => validator.validate(token).await.map(|_| ()),
-        Some((method, path)) => match NormalizedPath::parse(path) {
+        Some((method, target)) => match NormalizedPath::parse(
+            target_uri
+                .as_ref()
+                .map_or(target.as_str(), |uri| uri.path()),
+        ) {
             Err(e) => Err(AuthError::new(DenyReason::InvalidRequest, e.to_string())),
             Ok(path) => {
-                let authenticator =
+                let mut authenticator =
                     Authenticator::new(validator.clone(), policy, Arc::new(Metrics::new()));
                 let mut headers = HeaderMap::new();
-                if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                let scheme = if request.dpop.is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                };
+                if let Ok(value) = HeaderValue::from_str(&format!("{scheme} {token}")) {
                     headers.insert(header::AUTHORIZATION, value);
                 }
+                if let Some(proof) = &request.dpop {
+                    match explain_dpop(config, proof, &mut headers) {
+                        Ok(dpop) => authenticator = authenticator.with_dpop(dpop),
+                        Err(e) => {
+                            report.fail("DPoP", &e, "check the DPoP settings");
+                            return Explanation {
+                                report: report.text,
+                                accepted: false,
+                            };
+                        }
+                    }
+                }
+                let uri = target_uri
+                    .clone()
+                    .unwrap_or_else(|| http::Uri::from_static("/"));
+                let target = crate::auth::dpop::RequestTarget {
+                    method,
+                    uri: &uri,
+                    headers: &headers,
+                    peer: None,
+                };
                 authenticator
-                    .authorize(method, &path, None, &headers)
+                    .authorize(&target, &path)
                     .await
                     .result
                     .map(|_| ())
@@ -265,6 +330,7 @@ async fn explain_decoded(
     message: &str,
     signature: &str,
     now: f64,
+    dpop: bool,
 ) {
     let (alg, kid) = match validator.check_header(header) {
         Ok(found) => found,
@@ -388,7 +454,12 @@ async fn explain_decoded(
             report.pass("not before", "already valid");
         }
     }
-    if let Some(cnf) = claims.get("cnf") {
+    if claims.contains_key("cnf") && dpop {
+        report.pass(
+            "sender constraint",
+            "DPoP-bound (cnf); checked with the proof in the verdict",
+        );
+    } else if let Some(cnf) = claims.get("cnf") {
         report.fail(
             "sender constraint",
             &crate::auth::cnf::refusal(cnf),

@@ -182,6 +182,7 @@ async fn explain(file: Option<std::path::PathBuf>, args: ExplainArgs) -> ExitCod
         token,
         route,
         show_claims: args.show_claims,
+        dpop: args.dpop,
     };
     let explanation = halo_gateway::explain::explain(&config, &request).await;
     print!("{}", explanation.report);

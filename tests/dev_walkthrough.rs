@@ -18,10 +18,18 @@ async fn start_dev() -> (tokio::process::Child, HashMap<String, String>) {
 
 /// Runs `dev`; the `export` lines of its walkthrough, and the whole text.
 async fn start_dev_with_text() -> (tokio::process::Child, HashMap<String, String>, String) {
+    start_dev_with(&[]).await
+}
+
+/// Runs `dev` with `extra` arguments; the `export` lines and the whole text.
+async fn start_dev_with(
+    extra: &[&str],
+) -> (tokio::process::Child, HashMap<String, String>, String) {
     let [gw, admin, issuer, stub] = [free_port(), free_port(), free_port(), free_port()];
     let mut child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .arg("dev")
+        .args(extra)
         .args([
-            "dev",
             "--listen",
             &format!("127.0.0.1:{gw}"),
             "--admin-listen",
@@ -533,4 +541,41 @@ async fn the_walkthrough_gets_its_tokens_with_halo_gateway_token() {
         !std::path::Path::new(&key).exists(),
         "the private key is removed when dev stops"
     );
+}
+
+#[tokio::test]
+async fn dev_dpop_accepts_the_walkthroughs_dpop_call_once() {
+    let (_child, env, text) = start_dev_with(&["--dpop"]).await;
+    assert!(text.contains("# 9. DPoP"), "{text}");
+    let url = format!("{}/api/v1/policies", env["HALO_API_URL"]);
+    let key = format!("{}/dpop.pem", env["HALO_TOKEN_CACHE_DIR"]);
+    let args = [
+        "--dpop-key",
+        &key,
+        "--format",
+        "header",
+        "--method",
+        "GET",
+        "--url",
+        &url,
+    ];
+    let (code, lines, stderr) = token_command(&env, &args).await;
+    assert_eq!(code, 0, "{stderr}");
+    let send = || {
+        let mut request = client().get(&url);
+        for line in lines.lines() {
+            let (name, value) = line.split_once(": ").expect("a header line");
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    assert_eq!(send().await.expect("sent").status(), 200);
+    assert_eq!(
+        send().await.expect("sent").status(),
+        401,
+        "a proof is used once"
+    );
+    // Without --dpop the step is not printed (and the gateway does not accept DPoP).
+    let (_plain, _, text) = start_dev_with_text().await;
+    assert!(!text.contains("# 9. DPoP"), "{text}");
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod dev_walkthrough;
+mod dpop;
 mod early_answers;
 mod hardening;
 mod key_cache;

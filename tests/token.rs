@@ -657,3 +657,89 @@ async fn an_explicit_token_endpoint_skips_discovery() {
         (0, 1)
     );
 }
+
+#[tokio::test]
+async fn dpop_key_gets_a_bound_token_through_the_nonce_dance_and_prints_both_header_lines() {
+    let f = Fixture::start().await;
+    let upstream = crate::support::start_stub().await;
+    let config = crate::support::config_for(
+        f.issuer.url(),
+        &upstream.url(),
+        &[("Authentication__Schemes__Bearer__DPoP__Mode", "Required")],
+    );
+    let gateway = halo_gateway::start(&config).await.expect("gateway starts");
+    let url = format!("http://{}/api/v1/policies", gateway.public_addr);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key_file = keys.path().join("dpop.pem");
+    let key_arg = key_file.to_str().expect("utf-8 path");
+    let args = [
+        "--dpop-key",
+        key_arg,
+        "--format",
+        "header",
+        "--method",
+        "get",
+        "--url",
+        &url,
+    ];
+    let run = f.run(&args).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file)
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the created key is private");
+    }
+    assert_eq!(f.issuer.tokens_issued(), 1);
+    assert_eq!(
+        f.issuer.token_requests(),
+        2,
+        "Okta's nonce dance: refused once, then issued"
+    );
+    let recorded = f.issuer.last_token_request().expect("token request");
+    assert!(
+        recorded.form.iter().all(|(k, _)| k != "dpop"),
+        "the proof is a header"
+    );
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let [authorization, dpop] = lines[..] else {
+        panic!("two header lines: {run:?}");
+    };
+    let token = authorization
+        .strip_prefix("Authorization: DPoP ")
+        .expect("DPoP scheme");
+    let proof = dpop.strip_prefix("DPoP: ").expect("DPoP header");
+    assert!(claims_of(token)["cnf"]["jkt"].is_string(), "a bound token");
+    assert!(!run.stderr.contains(token));
+    let send = |proof: String| {
+        http_client()
+            .get(&url)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .send()
+    };
+    assert_eq!(send(proof.to_owned()).await.expect("sent").status(), 200);
+    assert_eq!(
+        upstream.last_request().expect("forwarded").headers["authorization"],
+        format!("Bearer {token}")
+    );
+    assert_eq!(
+        send(proof.to_owned()).await.expect("sent").status(),
+        401,
+        "a proof is used once"
+    );
+    // The cached token with a fresh proof, from the same key file.
+    let again = f.run(&args).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(f.issuer.tokens_issued(), 1, "the token came from the cache");
+    let proof = again
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.strip_prefix("DPoP: "))
+        .expect("proof");
+    assert_eq!(send(proof.to_owned()).await.expect("sent").status(), 200);
+}

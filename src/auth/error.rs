@@ -10,15 +10,26 @@
 //! | valid token, role missing             | 403    | `Bearer error="insufficient_scope", ...`    |
 //! | no signing keys loaded yet            | 503    | none; `Retry-After`                         |
 //!
+//! Under DPoP (RFC 9449 §7.1) the same failures carry a `DPoP ... algs="..."` challenge
+//! instead ([`Challenge`]); proof failures are `invalid_dpop_proof`, a missing or stale
+//! server nonce is `use_dpop_nonce` with a fresh `DPoP-Nonce` (§9), and an unavailable replay
+//! cache is 503 with `Retry-After`.
+//!
 //! Descriptions never contain the token, and are sanitized to printable ASCII so they are
 //! always valid header values whatever bytes a token carried.
 
+use std::sync::Arc;
+
 use axum::response::IntoResponse;
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::http::response::json_error;
 use crate::http::text::{quote, sanitize};
+
+/// The server nonce header (RFC 9449 §8.1).
+pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 /// Seconds a client is told to wait while keys are unavailable.
 pub const KEYS_RETRY_AFTER_SECS: u64 = 5;
@@ -49,6 +60,18 @@ pub enum DenyReason {
     RoleMissing,
     AdminRoleMissing,
     KeysUnavailable,
+    /// A DPoP proof is missing or fails a check of RFC 9449 §4.3.
+    InvalidDpopProof,
+    /// A DPoP proof was seen before (RFC 9449 §11.1).
+    DpopReplay,
+    /// The token is not bound to the proof's key (`cnf.jkt`, RFC 9449 §6).
+    DpopKeyMismatch,
+    /// The proof lacks the current server nonce (RFC 9449 §9).
+    UseDpopNonce,
+    /// `DPoP` mode `Required` and a plain bearer token.
+    DpopRequired,
+    /// The replay cache cannot take the proof (full, or Redis failing): retry later.
+    ReplayCacheUnavailable,
 }
 
 impl DenyReason {
@@ -76,6 +99,12 @@ impl DenyReason {
             Self::RoleMissing => "role_missing",
             Self::AdminRoleMissing => "admin_role_missing",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::DpopReplay => "dpop_replay",
+            Self::DpopKeyMismatch => "dpop_key_mismatch",
+            Self::UseDpopNonce => "use_dpop_nonce",
+            Self::DpopRequired => "dpop_required",
+            Self::ReplayCacheUnavailable => "replay_cache_unavailable",
         }
     }
 
@@ -102,6 +131,30 @@ pub struct AccessDenied {
     pub missing_scopes: Vec<String>,
 }
 
+/// Which authentication scheme(s) a refusal challenges for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Challenge {
+    #[default]
+    Bearer,
+    /// `DPoP ... algs="<accepted algs>"`.
+    DPoP(Arc<str>),
+    /// No credentials while both schemes are accepted: `Bearer, DPoP algs="..."`.
+    BearerAndDPoP(Arc<str>),
+}
+
+/// DPoP details of a refusal: for the response (nonce, retry time) and the access log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DpopDetails {
+    /// The proof check that failed (`htu`, `iat`, `signature`, ...).
+    pub failed_check: Option<&'static str>,
+    /// RFC 7638 thumbprint of the proof's key, once its signature verified.
+    pub jkt: Option<String>,
+    /// A fresh server nonce for `use_dpop_nonce`.
+    pub nonce: Option<String>,
+    /// Seconds for `Retry-After` when the replay cache is unavailable.
+    pub retry_after: Option<u64>,
+}
+
 /// A denied request: the reason and a precise, token-free description.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{description}")]
@@ -112,6 +165,9 @@ pub struct AuthError {
     pub required_role: Option<String>,
     /// For a valid token refused by the route (403): the details.
     pub denied: Option<Box<AccessDenied>>,
+    pub challenge: Challenge,
+    /// Boxed: most refusals have none, and it keeps `Result<_, AuthError>` small.
+    pub dpop: Option<Box<DpopDetails>>,
 }
 
 impl AuthError {
@@ -121,6 +177,8 @@ impl AuthError {
             description: sanitize(&description.into()),
             required_role: None,
             denied: None,
+            challenge: Challenge::Bearer,
+            dpop: None,
         }
     }
 
@@ -186,12 +244,25 @@ impl AuthError {
         }
     }
 
+    /// The DPoP details, created on first write.
+    pub fn dpop_mut(&mut self) -> &mut DpopDetails {
+        self.dpop.get_or_insert_with(Box::default)
+    }
+
+    /// The same refusal, challenging for `challenge`.
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = challenge;
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         match self.reason {
             DenyReason::MissingToken => StatusCode::UNAUTHORIZED,
             DenyReason::InvalidRequest => StatusCode::BAD_REQUEST,
             r if r.is_forbidden() => StatusCode::FORBIDDEN,
-            DenyReason::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            DenyReason::KeysUnavailable | DenyReason::ReplayCacheUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -205,24 +276,23 @@ impl AuthError {
             DenyReason::InsufficientScope => "insufficient_scope".into(),
             DenyReason::RoleMissing => "RoleMissing".into(),
             DenyReason::AdminRoleMissing => "AdminRoleMissing".into(),
-            DenyReason::KeysUnavailable => "temporarily_unavailable".into(),
+            DenyReason::KeysUnavailable | DenyReason::ReplayCacheUnavailable => {
+                "temporarily_unavailable".into()
+            }
+            DenyReason::InvalidDpopProof | DenyReason::DpopReplay => "invalid_dpop_proof".into(),
+            DenyReason::UseDpopNonce => "use_dpop_nonce".into(),
             _ => "invalid_token".into(),
         }
     }
 
-    fn challenge(&self) -> Option<String> {
-        let with = |code: &str| {
-            format!(
-                "Bearer error=\"{code}\", error_description=\"{}\"",
-                self.description
-            )
-        };
-        match self.reason {
-            DenyReason::MissingToken => Some("Bearer".into()),
-            DenyReason::InvalidRequest => Some(with("invalid_request")),
+    /// The `WWW-Authenticate` value (RFC 6750 §3, RFC 9449 §7.1).
+    fn challenge_header(&self) -> Option<String> {
+        let params = match self.reason {
+            DenyReason::MissingToken => None,
+            DenyReason::KeysUnavailable | DenyReason::ReplayCacheUnavailable => return None,
             // Scopes are checked scope-tokens (RFC 6749 §3.3), safe in a quoted-string.
             DenyReason::InsufficientScope => Some(format!(
-                "Bearer error=\"insufficient_scope\", scope=\"{}\", error_description=\"{}\"",
+                "error=\"insufficient_scope\", scope=\"{}\", error_description=\"{}\"",
                 self.denied
                     .as_deref()
                     .map(|d| d.required_scopes.join(" "))
@@ -230,10 +300,26 @@ impl AuthError {
                 self.description
             )),
             // No scope= for a client or role refusal: another scope would not help.
-            r if r.is_forbidden() => Some(with("insufficient_scope")),
-            DenyReason::KeysUnavailable => None,
-            _ => Some(with("invalid_token")),
-        }
+            r if r.is_forbidden() => Some(self.error_params("insufficient_scope")),
+            _ => Some(self.error_params(&self.code())),
+        };
+        Some(match (&self.challenge, params) {
+            (Challenge::Bearer, None) => "Bearer".into(),
+            (Challenge::Bearer, Some(params)) => format!("Bearer {params}"),
+            (Challenge::DPoP(algs), None) => format!("DPoP algs=\"{algs}\""),
+            (Challenge::DPoP(algs), Some(params)) => format!("DPoP {params}, algs=\"{algs}\""),
+            (Challenge::BearerAndDPoP(algs), None) => format!("Bearer, DPoP algs=\"{algs}\""),
+            (Challenge::BearerAndDPoP(algs), Some(params)) => {
+                format!("Bearer {params}, DPoP algs=\"{algs}\"")
+            }
+        })
+    }
+
+    fn error_params(&self, code: &str) -> String {
+        format!(
+            "error=\"{code}\", error_description=\"{}\"",
+            self.description
+        )
     }
 }
 
@@ -243,7 +329,7 @@ impl AuthError {
     pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
         let mut response = json_error(self.status(), &self.code(), &self.description);
         let headers = response.headers_mut();
-        if let Some(challenge) = self.challenge()
+        if let Some(challenge) = self.challenge_header()
             && let Ok(value) = HeaderValue::from_str(&challenge)
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
@@ -253,6 +339,16 @@ impl AuthError {
                 header::RETRY_AFTER,
                 HeaderValue::from(KEYS_RETRY_AFTER_SECS),
             );
+        }
+        let dpop = self.dpop.as_deref();
+        if let Some(seconds) = dpop.and_then(|d| d.retry_after) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(nonce) = dpop.and_then(|d| d.nonce.as_deref())
+            && let Ok(value) = HeaderValue::from_str(nonce)
+        {
+            headers.insert(DPOP_NONCE, value);
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         response
     }

@@ -12,8 +12,30 @@ use super::error::{AuthError, DenyReason};
 /// The query/form parameter names that would carry a token.
 pub const TOKEN_PARAMETERS: &[&str] = &["access_token"];
 
-/// The bearer token, `Ok(None)` when the request carries none.
+/// How the access token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Bearer(&'a str),
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1).
+    DPoP(&'a str),
+}
+
+/// The bearer token, `Ok(None)` when the request carries none (a `DPoP` credential counts as
+/// none: an unsupported scheme).
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    Ok(match credentials(headers, false)? {
+        Some(Credentials::Bearer(token)) => Some(token),
+        _ => None,
+    })
+}
+
+/// The access token and its scheme; the `DPoP` scheme only when `accept_dpop`, otherwise it
+/// is an unsupported scheme like any other (`Ok(None)`).
+pub fn credentials(
+    headers: &HeaderMap,
+    accept_dpop: bool,
+) -> Result<Option<Credentials<'_>>, AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -31,15 +53,16 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         )
     })?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        // Another scheme (Basic, DPoP, ...) is no bearer token: challenge for one.
+    let dpop = accept_dpop && scheme.eq_ignore_ascii_case("dpop");
+    if !dpop && !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme (Basic, DPoP when off, ...) is no token: challenge for one.
         return Ok(None);
     }
     let token = rest.trim_matches(' ');
     if token.is_empty() {
         return Err(AuthError::new(
             DenyReason::InvalidRequest,
-            "the bearer token is empty",
+            "the access token is empty",
         ));
     }
     let body = token.trim_end_matches('=');
@@ -47,10 +70,14 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     if body.is_empty() || !body.bytes().fold(true, |ok, b| ok & is_b64token_char(b)) {
         return Err(AuthError::new(
             DenyReason::Malformed,
-            "the bearer token contains characters outside the b64token syntax",
+            "the access token contains characters outside the b64token syntax",
         ));
     }
-    Ok(Some(token))
+    Ok(Some(if dpop {
+        Credentials::DPoP(token)
+    } else {
+        Credentials::Bearer(token)
+    }))
 }
 
 /// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`:
@@ -151,6 +178,10 @@ mod tests {
             bearer_token(&headers(&["Bearer ab=="])).ok().flatten(),
             Some("ab==")
         );
+        let dpop_header = headers(&["dpop  abc "]);
+        let dpop = |accept| credentials(&dpop_header, accept).ok().flatten();
+        assert_eq!(dpop(true), Some(Credentials::DPoP("abc")));
+        assert_eq!(dpop(false), None, "an unsupported scheme while DPoP is off");
         assert!(check_query(Some("x=1&access_token=abc")).is_err());
         assert!(check_query(Some("x=1&Access_Token=abc")).is_err());
         assert!(check_query(Some("x=1")).is_ok());

@@ -22,9 +22,10 @@ use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower::Layer;
 use tower_http::auth::{AsyncAuthorizeRequest, AsyncRequireAuthorization};
 
+use super::dpop::RequestTarget;
 use super::validate::VerifiedToken;
 use super::{AuthError, Authenticator, DenyReason, extract};
-use crate::http::exchange::{Principal, Refusal, exchange};
+use crate::http::exchange::{PeerAddr, Principal, Refusal, exchange};
 use crate::http::path::NormalizedPath;
 use crate::http::request_error::RequestError;
 
@@ -123,6 +124,9 @@ where
                     missing_scopes: denied.missing_scopes.clone(),
                 });
             }
+            if let Some(dpop) = &e.dpop {
+                exchange.set_dpop(dpop.jkt.as_deref(), dpop.failed_check);
+            }
         }
         e.to_response()
     };
@@ -135,19 +139,24 @@ where
             &parsed
         }
     };
-    let decision = authenticator
-        .authorize(
-            request.method(),
-            path,
-            request.uri().query(),
-            request.headers(),
-        )
-        .await;
+    let target = RequestTarget {
+        method: request.method(),
+        uri: request.uri(),
+        headers: request.headers(),
+        peer: request.extensions().get::<PeerAddr>().map(|p| p.0.ip()),
+    };
+    let decision = authenticator.authorize(&target, path).await;
     if let Some(exchange) = &exchange {
         exchange.set_route(decision.route.name.clone());
     }
     let is_form = is_urlencoded_form(request.headers());
     let (mut parts, body) = request.into_parts();
+    authenticator
+        .dpop()
+        .rewrite_for_upstream(&mut parts.headers, decision.proof_jkt.is_some());
+    if let (Some(exchange), Some(jkt)) = (&exchange, &decision.proof_jkt) {
+        exchange.set_dpop(Some(jkt), None);
+    }
     match decision.result {
         Ok(principal) => {
             let body = if is_form {

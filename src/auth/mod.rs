@@ -8,12 +8,16 @@
 //!    the client is allowed, every required scope was granted, the token has the route's role
 //!    (role claim plus role mappings; none = DefaultRole).
 //!
+//! With `DPoP__Mode` `Allowed` or `Required`, a token sent as `Authorization: DPoP` also needs
+//! a valid proof bound to it ([`dpop`]); a DPoP-bound token sent as `Bearer` is refused.
+//!
 //! 400 = the request is malformed (token in query, two headers); 401 = no valid token;
 //! 403 = valid token the route does not accept (client, scope, role); 503 = keys not loaded
 //! yet. See [`error`].
 
 pub mod access;
 pub(crate) mod cnf;
+pub mod dpop;
 pub(crate) mod error;
 pub mod extract;
 pub mod jwks;
@@ -26,15 +30,15 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Method};
-
+use self::dpop::{Dpop, RequestTarget};
 pub use self::error::{AuthError, DenyReason};
+use self::extract::Credentials;
 use self::jwks::Fetcher;
 use self::keys::KeyStore;
 pub use self::layer::{AuthLayer, Authorize, AuthorizedBody, verified_token};
 use self::policy::{Policy, RequiredRole, RouteRule};
 use self::validate::{Validator, VerifiedToken};
-use crate::config::Config;
+use crate::config::{Config, DPoPMode};
 use crate::http::path::NormalizedPath;
 use crate::metrics::Metrics;
 
@@ -45,6 +49,8 @@ pub enum BuildError {
     Rules(#[from] policy::RuleError),
     #[error("cannot build the issuer client: {0}")]
     IssuerClient(String),
+    #[error("cannot set up DPoP: {0}")]
+    Dpop(String),
 }
 
 /// The outcome for one request: the matched rule and, if a token was needed, who sent it.
@@ -52,15 +58,21 @@ pub enum BuildError {
 pub struct Decision<'a> {
     pub route: &'a RouteRule,
     pub result: Result<Option<Arc<VerifiedToken>>, AuthError>,
+    /// The accepted DPoP proof's key thumbprint, when the token came as `DPoP`.
+    pub proof_jkt: Option<String>,
 }
 
-/// Policy + validator.
+/// Policy + validator (+ DPoP).
 #[derive(Debug)]
 pub struct Authenticator {
     validator: Arc<Validator>,
     policy: Policy,
     metrics: Arc<Metrics>,
+    dpop: Dpop,
 }
+
+/// An accepted request's token, and the proof's key when it came as DPoP.
+type Accepted = (Option<Arc<VerifiedToken>>, Option<String>);
 
 impl Authenticator {
     pub fn new(validator: Arc<Validator>, policy: Policy, metrics: Arc<Metrics>) -> Self {
@@ -68,7 +80,14 @@ impl Authenticator {
             validator,
             policy,
             metrics,
+            dpop: Dpop::disabled(),
         }
+    }
+
+    /// The same, accepting DPoP as `dpop` says.
+    pub fn with_dpop(mut self, dpop: Dpop) -> Self {
+        self.dpop = dpop;
+        self
     }
 
     /// Everything token checks need, built from configuration: the issuer client, the key
@@ -80,7 +99,8 @@ impl Authenticator {
             .map_err(BuildError::IssuerClient)?;
         let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
         let validator = Validator::new(&config.auth, keys, metrics.clone());
-        Ok(Self::new(validator, policy, metrics))
+        let dpop = Dpop::from_config(config).map_err(BuildError::Dpop)?;
+        Ok(Self::new(validator, policy, metrics).with_dpop(dpop))
     }
 
     pub fn validator(&self) -> &Arc<Validator> {
@@ -91,16 +111,18 @@ impl Authenticator {
         &self.policy
     }
 
+    pub fn dpop(&self) -> &Dpop {
+        &self.dpop
+    }
+
     /// Decides a request; counts the decision.
     pub async fn authorize(
         &self,
-        method: &Method,
+        target: &RequestTarget<'_>,
         path: &NormalizedPath,
-        query: Option<&str>,
-        headers: &HeaderMap,
     ) -> Decision<'_> {
-        let route = self.policy.route(method, path);
-        let result = self.decide(route, query, headers).await;
+        let route = self.policy.route(target.method, path);
+        let result = self.decide(route, target).await;
         match &result {
             Ok(_) => self.metrics.decision(
                 "allow",
@@ -112,24 +134,80 @@ impl Authenticator {
             ),
             Err(e) => self.metrics.decision("deny", e.reason.label()),
         }
-        Decision { route, result }
+        let (result, proof_jkt) = match result {
+            Ok((token, jkt)) => (Ok(token), jkt),
+            Err(e) => (Err(e), None),
+        };
+        Decision {
+            route,
+            result,
+            proof_jkt,
+        }
     }
 
     async fn decide(
         &self,
         route: &RouteRule,
-        query: Option<&str>,
-        headers: &HeaderMap,
-    ) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
+        target: &RequestTarget<'_>,
+    ) -> Result<Accepted, AuthError> {
         if route.required == RequiredRole::Anonymous {
-            return Ok(None);
+            return Ok((None, None));
         }
-        extract::check_query(query)?;
-        let token = extract::bearer_token(headers)?.ok_or_else(|| {
-            AuthError::new(DenyReason::MissingToken, "the request has no bearer token")
-        })?;
-        let verified = self.validator.validate(token).await?;
-        access::authorize(&route.access, &route.required, &verified.access)?;
-        Ok(Some(verified))
+        let dpop_on = self.dpop.mode() != DPoPMode::Disabled;
+        let credentials = extract::check_query(target.uri.query())
+            .and_then(|()| extract::credentials(target.headers, dpop_on))
+            .map_err(|e| e.with_challenge(self.dpop.challenge(false, true)))?;
+        let Some(credentials) = credentials else {
+            let description = if dpop_on {
+                "the request has no access token"
+            } else {
+                "the request has no bearer token"
+            };
+            return Err(AuthError::new(DenyReason::MissingToken, description)
+                .with_challenge(self.dpop.challenge(false, true)));
+        };
+        let used_dpop = matches!(credentials, Credentials::DPoP(_));
+        self.decide_with(route, target, credentials)
+            .await
+            .map_err(|e| e.with_challenge(self.dpop.challenge(used_dpop, false)))
+    }
+
+    async fn decide_with(
+        &self,
+        route: &RouteRule,
+        target: &RequestTarget<'_>,
+        credentials: Credentials<'_>,
+    ) -> Result<Accepted, AuthError> {
+        match credentials {
+            Credentials::Bearer(_) if self.dpop.mode() == DPoPMode::Required => {
+                Err(AuthError::new(
+                    DenyReason::DpopRequired,
+                    "this gateway accepts only DPoP-bound tokens sent as Authorization: DPoP with a DPoP proof",
+                ))
+            }
+            Credentials::Bearer(token) => {
+                let verified = self.validator.validate(token).await.map_err(|mut e| {
+                    if e.reason == DenyReason::SenderConstrained && self.dpop.mode() != DPoPMode::Disabled {
+                        e.description = "the token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof, not as a bearer token".into();
+                    }
+                    e
+                })?;
+                access::authorize(&route.access, &route.required, &verified.access)?;
+                Ok((Some(verified), None))
+            }
+            Credentials::DPoP(token) => {
+                let proof = self.dpop.check_proof(target, token)?;
+                let with_jkt = |mut e: AuthError| {
+                    e.dpop_mut().jkt.get_or_insert_with(|| proof.jkt.clone());
+                    e
+                };
+                let verified = self.validator.verify(token).await.map_err(with_jkt)?;
+                self.dpop.check_binding(&verified, &proof)?;
+                access::authorize(&route.access, &route.required, &verified.access)
+                    .map_err(with_jkt)?;
+                self.dpop.remember(&proof).await?;
+                Ok((Some(verified), Some(proof.jkt)))
+            }
+        }
     }
 }

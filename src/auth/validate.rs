@@ -5,7 +5,8 @@
 //! type-checked (a claim of the wrong type is invalid, not absent), `iat` may not be in the
 //! future and bounds the lifetime, `typ` must be absent or `at+jwt`, header extensions
 //! (`crit`, `jku`, `x5u`, `jwk`, `x5c`, `b64`, `cty`) are refused, duplicate JSON members are
-//! refused, `cnf` (sender-constrained) tokens are refused under the Bearer scheme, and the length is
+//! refused, `cnf` (DPoP-bound) tokens are refused under the Bearer scheme ([`Validator::validate`];
+//! the DPoP path uses [`Validator::verify`] and compares `cnf.jkt` itself), and the length is
 //! capped before any parsing.
 //!
 //! A verified token is remembered (keyed by its SHA-256) until its `exp`, so a client reusing
@@ -45,6 +46,50 @@ pub struct VerifiedToken {
     pub expires_at: f64,
     pub not_before: Option<f64>,
     pub issued_at: Option<f64>,
+    /// The `cnf` claim: whom the token is bound to (RFC 7800, RFC 9449 §6).
+    pub confirmation: Confirmation,
+}
+
+/// A token's `cnf` claim as far as DPoP is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// No `cnf`: a plain bearer token.
+    None,
+    /// `cnf.jkt`: bound to the DPoP key with this RFC 7638 thumbprint.
+    Jkt(String),
+    /// A `cnf` without a well-formed `jkt` (e.g. `cnf: {}`, mutual TLS): sender-constrained,
+    /// but not to anything DPoP can prove; the message names the binding found.
+    Unusable(String),
+}
+
+impl Confirmation {
+    fn from_claims(claims: &Map<String, Value>) -> Self {
+        match claims.get("cnf") {
+            None => Self::None,
+            Some(Value::Object(cnf)) => match cnf.get("jkt") {
+                // base64url of a SHA-256: 43 characters.
+                Some(Value::String(jkt))
+                    if jkt.len() == 43
+                        && jkt
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    Self::Jkt(jkt.clone())
+                }
+                _ => Self::Unusable(super::cnf::refusal(&Value::Object(cnf.clone()))),
+            },
+            Some(other) => Self::Unusable(super::cnf::refusal(other)),
+        }
+    }
+
+    /// Why a bearer token with this `cnf` is refused, `None` without one.
+    pub fn bearer_refusal(&self) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Jkt(jkt) => Some(super::cnf::refusal(&serde_json::json!({ "jkt": jkt }))),
+            Self::Unusable(refusal) => Some(refusal.clone()),
+        }
+    }
 }
 
 impl VerifiedToken {
@@ -153,17 +198,32 @@ impl Validator {
         }
     }
 
-    /// Validates a token now.
+    /// Validates a bearer token now.
     pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
         self.validate_at(token, unix_now()).await
     }
 
-    /// Validates a token at `now` (Unix seconds).
+    /// Validates a bearer token at `now` (Unix seconds): every check of [`Self::verify_at`],
+    /// and no `cnf` (a DPoP-bound token presented as a bearer token, RFC 9449 §7.2).
     pub async fn validate_at(
         &self,
         token: &str,
         now: f64,
     ) -> Result<Arc<VerifiedToken>, AuthError> {
+        let verified = self.verify_at(token, now).await?;
+        if let Some(refusal) = verified.confirmation.bearer_refusal() {
+            return Err(AuthError::new(DenyReason::SenderConstrained, refusal));
+        }
+        Ok(verified)
+    }
+
+    /// Checks a token now, whatever its `cnf` (the DPoP scheme compares it to the proof).
+    pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
+        self.verify_at(token, unix_now()).await
+    }
+
+    /// Signature, header and claims at `now` (Unix seconds); `cnf` is only read.
+    pub async fn verify_at(&self, token: &str, now: f64) -> Result<Arc<VerifiedToken>, AuthError> {
         if token.len() > self.max_len {
             return Err(AuthError::new(
                 DenyReason::TokenTooLong,
@@ -353,6 +413,7 @@ impl Validator {
             expires_at,
             not_before,
             issued_at,
+            confirmation: Confirmation::from_claims(claims),
         };
         self.check_times(&token, now)?;
         if let Some(iat) = issued_at
@@ -376,12 +437,6 @@ impl Validator {
         }
         self.check_issuer(&token.issuer)?;
         self.check_audiences(&token.audiences)?;
-        if let Some(cnf) = claims.get("cnf") {
-            return Err(AuthError::new(
-                DenyReason::SenderConstrained,
-                super::cnf::refusal(cnf),
-            ));
-        }
         Ok(token)
     }
 

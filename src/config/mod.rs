@@ -33,7 +33,9 @@ use url::Url;
 
 pub use self::duration::parse_duration;
 pub use self::env::{AspNetEnv, Canonical};
-pub use self::settings::{BearerSettings, GatewaySettings, RoleMapping, RuleConfig, Settings};
+pub use self::settings::{
+    BearerSettings, DPoPMode, DPoPSettings, GatewaySettings, RoleMapping, RuleConfig, Settings,
+};
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
 
@@ -246,6 +248,7 @@ fn validate_bearer(mut s: BearerSettings) -> Result<AuthConfig, ConfigError> {
     for (i, mapping) in s.role_mappings.iter().enumerate() {
         role_mapping(mapping, i)?;
     }
+    validate_dpop(&s.dpop)?;
     Ok(AuthConfig {
         authority,
         valid_issuers,
@@ -275,6 +278,15 @@ fn validate_gateway(s: GatewaySettings) -> Result<GatewayConfig, ConfigError> {
     for (i, rule) in s.rules.iter().flatten().enumerate() {
         validate_rule(rule, i)?;
     }
+    validate_public_origins(&s.public_origins)?;
+    if let Some(url) = &s.redis.url
+        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    {
+        return Err(ConfigError::invalid(
+            "Gateway__Redis__Url",
+            "must be a redis:// or rediss:// URL, e.g. redis://redis:6379/0",
+        ));
+    }
     Ok(GatewayConfig {
         upstream,
         max_request_body_size: (s.max_request_body_size != 0).then_some(s.max_request_body_size),
@@ -284,6 +296,88 @@ fn validate_gateway(s: GatewaySettings) -> Result<GatewayConfig, ConfigError> {
 
 /// The shape a rule's path must have (what its segments mean is `auth::policy`'s business),
 /// and its scopes and clients.
+/// Proof algorithms are asymmetric JWS names, windows positive, the nonce key long enough.
+fn validate_dpop(d: &settings::DPoPSettings) -> Result<(), ConfigError> {
+    let dpop = format!("{BEARER}DPoP__");
+    for (i, alg) in d.algorithms.iter().enumerate() {
+        if !DPOP_ALGORITHMS.contains(&alg.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{dpop}Algorithms__{i}"),
+                format!(
+                    "'{alg}' is not an accepted proof algorithm; accepted values: {}",
+                    DPOP_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+    }
+    if d.algorithms.is_empty() {
+        return Err(ConfigError::Missing {
+            setting: format!("{dpop}Algorithms__0"),
+            hint: "at least one proof algorithm, e.g. ES256",
+        });
+    }
+    positive(d.proof_max_age, &format!("{dpop}ProofMaxAge"))?;
+    at_least(d.replay_cache_size, 1, &format!("{dpop}ReplayCacheSize"))?;
+    if let Some(secret) = &d.nonce_secret {
+        decode_nonce_secret(secret)
+            .map_err(|reason| ConfigError::invalid(format!("{dpop}NonceSecret"), reason))?;
+    }
+    Ok(())
+}
+
+/// JWS algorithms a DPoP proof may use: asymmetric only (RFC 9449 §4.2, §11.6).
+pub const DPOP_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// The nonce key's bytes: standard or URL-safe base64, at least 32 bytes.
+pub fn decode_nonce_secret(secret: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let standard: String = secret
+        .trim()
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    let bytes = STANDARD_NO_PAD
+        .decode(standard)
+        .map_err(|_| "is not base64".to_owned())?;
+    if bytes.len() < 32 {
+        return Err(format!(
+            "is {} bytes; use 32 or more random bytes, e.g. from `openssl rand -base64 32`",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Each public origin is `scheme://host[:port]`, nothing more.
+fn validate_public_origins(origins: &[Url]) -> Result<(), ConfigError> {
+    for (i, origin) in origins.iter().enumerate() {
+        if origin.path() != "/"
+            || origin.query().is_some()
+            || origin.fragment().is_some()
+            || !origin.username().is_empty()
+            || origin.password().is_some()
+        {
+            return Err(ConfigError::invalid(
+                format!("Gateway__PublicOrigins__{i}"),
+                format!(
+                    "'{}' must be an origin only (scheme, host, optional port), e.g. https://halo.example.com",
+                    redact(origin)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The shape a rule's path must have; what its segments mean is `auth::policy`'s business.
 fn validate_rule(rule: &RuleConfig, index: usize) -> Result<(), ConfigError> {
     scopes(&rule.scopes, &format!("Gateway__Rules__{index}__Scopes"))?;
     clients(&rule.clients, &format!("Gateway__Rules__{index}__Clients"))?;

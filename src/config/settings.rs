@@ -112,6 +112,9 @@ pub struct BearerSettings {
     pub allowed_clients: Vec<String>,
     /// Claim values that grant roles, in addition to `RoleClaim`.
     pub role_mappings: Vec<RoleMapping>,
+    /// `...__DPoP__*`: sender-constrained tokens (RFC 9449).
+    #[serde(rename = "DPoP")]
+    pub dpop: DPoPSettings,
 }
 
 impl Default for BearerSettings {
@@ -140,6 +143,61 @@ impl Default for BearerSettings {
             required_scopes: Vec::new(),
             allowed_clients: Vec::new(),
             role_mappings: Vec::new(),
+            dpop: DPoPSettings::default(),
+        }
+    }
+}
+
+/// Whether `Authorization: DPoP` is accepted (RFC 9449 §7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DPoPMode {
+    /// The `DPoP` scheme is unsupported, as before DPoP existed here.
+    #[default]
+    Disabled,
+    /// Plain bearer tokens and DPoP-bound tokens, each by its own rules.
+    Allowed,
+    /// Only DPoP-bound tokens with a valid proof.
+    Required,
+}
+
+/// `Authentication__Schemes__Bearer__DPoP__*`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+pub struct DPoPSettings {
+    #[serde(with = "text::one")]
+    pub mode: DPoPMode,
+    /// Proof signature algorithms accepted (asymmetric only).
+    #[serde(with = "text::list")]
+    pub algorithms: Vec<String>,
+    /// How old a proof's `iat` may be.
+    #[serde(with = "text::one")]
+    pub proof_max_age: Duration,
+    /// How far in the future a proof's `iat` may be.
+    #[serde(with = "text::one")]
+    pub proof_clock_skew: Duration,
+    /// Most proofs the in-memory replay cache remembers at once.
+    pub replay_cache_size: u64,
+    /// Require a server nonce in every proof (RFC 9449 §9).
+    pub require_nonce: bool,
+    /// Base64 key (32+ bytes) for stateless nonces, the same on every replica; unset: random
+    /// per process.
+    pub nonce_secret: Option<String>,
+}
+
+impl Default for DPoPSettings {
+    fn default() -> Self {
+        Self {
+            mode: DPoPMode::Disabled,
+            algorithms: [
+                "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+            ]
+            .map(String::from)
+            .to_vec(),
+            proof_max_age: Duration::from_secs(60),
+            proof_clock_skew: Duration::from_secs(5),
+            replay_cache_size: 100_000,
+            require_nonce: false,
+            nonce_secret: None,
         }
     }
 }
@@ -196,6 +254,20 @@ pub struct GatewaySettings {
     pub max_header_bytes: usize,
     /// Route policy, first match wins; unset: Halo's role table (`auth::policy`).
     pub rules: Option<Vec<RuleConfig>>,
+    /// Origins clients use (`https://halo.example.com`), for the DPoP `htu` check; unset:
+    /// from trusted forwarding headers, else `http://` + `Host`.
+    #[serde(with = "text::list")]
+    pub public_origins: Vec<Url>,
+    /// Shared state across replicas (the DPoP replay cache).
+    pub redis: RedisSettings,
+}
+
+/// `Gateway__Redis__*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:6379/0`; unset: no Redis, per-replica state.
+    pub url: Option<String>,
 }
 
 impl Default for GatewaySettings {
@@ -219,6 +291,8 @@ impl Default for GatewaySettings {
             max_header_count: 100,
             max_header_bytes: 64 * 1024,
             rules: None,
+            public_origins: Vec::new(),
+            redis: RedisSettings::default(),
         }
     }
 }

@@ -411,6 +411,8 @@ fn every_struct_field_is_a_known_key() {
     fields.extend(field_names::<GatewaySettings>());
     fields.extend(field_names::<RuleConfig>());
     fields.extend(field_names::<RoleMapping>());
+    fields.extend(field_names::<DPoPSettings>());
+    fields.extend(field_names::<RedisSettings>());
     let known: std::collections::BTreeSet<&str> =
         super::env::KNOWN_KEYS.iter().map(String::as_str).collect();
     assert_eq!(fields, known);

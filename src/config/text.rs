@@ -57,6 +57,21 @@ impl Text for SocketAddr {
     }
 }
 
+impl Text for super::settings::DPoPMode {
+    fn from_text(text: &str) -> Result<Self, String> {
+        use super::settings::DPoPMode;
+        [DPoPMode::Disabled, DPoPMode::Allowed, DPoPMode::Required]
+            .into_iter()
+            .find(|mode| mode.to_text().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                format!("'{text}' is not supported; accepted values: Disabled, Allowed, Required")
+            })
+    }
+    fn to_text(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
 /// A CIDR, or a single address meaning a /32 (/128).
 impl Text for IpNet {
     fn from_text(text: &str) -> Result<Self, String> {

@@ -9,7 +9,9 @@
 //! - `POST /v1/token`: client-credentials; the client authenticates with HTTP Basic, form
 //!   fields or a `private_key_jwt` assertion (see [`super::client_auth`]); grants the requested
 //!   scopes out of [`IssuerOptions::scopes`] into `scp` (an array, as Okta does), adds a
-//!   client's `role` and `groups` claims; errors per RFC 6749 §5.2 as Okta words them
+//!   client's `role` and `groups` claims; errors per RFC 6749 §5.2 as Okta words them; with
+//!   a `DPoP` proof, Okta's nonce dance (400
+//!   `use_dpop_nonce` + `DPoP-Nonce`, then a `token_type: DPoP` token with `cnf.jkt`)
 //! - `POST /dev/rotate-keys`: a new signing key (the previous one stays published, as Okta
 //!   does, unless `?retire_old=true`)
 //!
@@ -38,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::client_auth::{Authenticated, ClientRegistry, KeyClient};
+use super::dpop::ProofOutcome;
 
 /// The scope Halo's API clients ask for.
 pub const HALO_SCOPE: &str = "halo.api";
@@ -213,6 +216,8 @@ impl SigningKey {
 struct IssuerState {
     issuer: String,
     options: IssuerOptions,
+    /// DPoP proofs at the token endpoint, with Okta's nonce dance.
+    dpop: super::dpop::TokenEndpointDpop,
     /// Published keys; the last one signs.
     keys: RwLock<Vec<Arc<SigningKey>>>,
     /// Extra raw JWKs published after the real ones (tests: odd or hostile keys).
@@ -265,6 +270,7 @@ impl Issuer {
             tokens_issued: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
             token_fault: RwLock::new(TokenFault::None),
+            dpop: super::dpop::TokenEndpointDpop::new(),
             last_token_request: RwLock::new(None),
             used_jtis: Mutex::new(HashMap::new()),
         });
@@ -724,8 +730,32 @@ async fn token(
     if let Some(refusal) = fault_refusal(fault) {
         return refusal;
     }
+    let bound_to = match state
+        .dpop
+        .check(&headers, &format!("{}/v1/token", state.issuer))
+    {
+        ProofOutcome::None => None,
+        ProofOutcome::Bound(jkt) => Some(jkt),
+        ProofOutcome::NeedsNonce(nonce) => {
+            let mut response = oauth_error(
+                StatusCode::BAD_REQUEST,
+                "use_dpop_nonce",
+                "Authorization server requires nonce in DPoP proof.",
+            );
+            if let Ok(value) = HeaderValue::from_str(&nonce) {
+                response.headers_mut().insert("dpop-nonce", value);
+            }
+            return response;
+        }
+        ProofOutcome::Invalid(description) => {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", &description);
+        }
+    };
     state.tokens_issued.fetch_add(1, Ordering::SeqCst);
-    let claims = okta_claims(&state, &client, &requested);
+    let mut claims = okta_claims(&state, &client, &requested);
+    if let Some(jkt) = &bound_to {
+        claims["cnf"] = json!({ "jkt": jkt });
+    }
     let key = read(&state.keys).last().cloned();
     let Some(key) = key else {
         return oauth_error(
@@ -744,7 +774,7 @@ async fn token(
         "{message}.{}",
         URL_SAFE_NO_PAD.encode(key.sign(message.as_bytes()))
     );
-    let token_type = if fault == TokenFault::DpopBoundToken {
+    let token_type = if fault == TokenFault::DpopBoundToken || bound_to.is_some() {
         "DPoP"
     } else {
         "Bearer"

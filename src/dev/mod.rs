@@ -10,6 +10,7 @@
 //! integration tests use.
 
 pub mod client_auth;
+pub mod dpop;
 pub mod issuer;
 pub mod upstream;
 
@@ -67,6 +68,9 @@ pub struct DevOptions {
     /// Allow the embedded issuer and stub to bind non-loopback addresses.
     #[arg(long)]
     pub allow_non_loopback: bool,
+    /// Run the gateway with DPoP in `Allowed` mode; the walkthrough adds a DPoP call.
+    #[arg(long)]
+    pub dpop: bool,
     /// Extra gateway settings (TOML), applied under the dev defaults' environment.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -82,6 +86,8 @@ pub struct DevStack {
     pub upstream: Option<StubUpstream>,
     pub gateway: Option<RunningGateway>,
     pub upstream_url: String,
+    /// `--dpop`: the gateway accepts DPoP-bound tokens.
+    pub dpop: bool,
 }
 
 /// Why `dev` could not start.
@@ -206,6 +212,7 @@ impl DevStack {
             upstream,
             gateway,
             upstream_url,
+            dpop: options.dpop,
         })
     }
 
@@ -334,9 +341,10 @@ curl -i -H "Authorization: Bearer $SIGNER_TOKEN" "$HALO_API_URL/api/v1/policies"
 curl -s -X POST "$OKTA_ISSUER_URI/dev/rotate-keys"
 TOKEN=$(halo-gateway token --force-refresh)
 curl -i -H "Authorization: Bearer $TOKEN" "$HALO_API_URL/api/v1/policies"
-
+{dpop_step}
 Press Ctrl-C to stop.
 "#,
+            dpop_step = if self.dpop { DPOP_STEP } else { "" },
             admin_id = admin.id,
             admin_secret = admin.secret,
             user_id = user.id,
@@ -386,6 +394,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// The walkthrough's DPoP call (`dev --dpop`).
+const DPOP_STEP: &str = r#"
+# 9. DPoP (RFC 9449; dev --dpop runs the gateway in Allowed mode): a token bound to a key of
+#    your own, through Okta's nonce dance, and one fresh proof per request: 200, and Halo sees a
+#    plain Bearer request. The same two lines again: 401 invalid_dpop_proof (a proof is used once)
+halo-gateway token --dpop-key "$HALO_TOKEN_CACHE_DIR/dpop.pem" --format header   --method GET --url "$HALO_API_URL/api/v1/policies" > dpop-headers.txt
+curl -i -H @dpop-headers.txt "$HALO_API_URL/api/v1/policies"
+curl -i -H @dpop-headers.txt "$HALO_API_URL/api/v1/policies"
+"#;
+
 /// `text` as one single-quoted shell word.
 fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -430,6 +448,10 @@ fn dev_environment(options: &DevOptions, issuer: &Issuer, upstream_url: &str) ->
             "Admin".to_owned(),
         ),
         ("Gateway__Upstream".to_owned(), upstream_url.to_owned()),
+        (
+            "Authentication__Schemes__Bearer__DPoP__Mode".to_owned(),
+            if options.dpop { "Allowed" } else { "Disabled" }.to_owned(),
+        ),
         ("Gateway__Listen".to_owned(), options.listen.to_string()),
         (
             "Gateway__AdminListen".to_owned(),

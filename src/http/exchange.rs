@@ -26,6 +26,8 @@ pub struct Exchange {
     principal: OnceLock<Arc<dyn Principal>>,
     deny_reason: OnceLock<&'static str>,
     refusal: OnceLock<Refusal>,
+    dpop_jkt: OnceLock<String>,
+    dpop_failed_check: OnceLock<&'static str>,
     upstream: OnceLock<Duration>,
     bytes_in: AtomicU64,
 }
@@ -76,6 +78,16 @@ impl Exchange {
         let _ = self.refusal.set(refusal);
     }
 
+    /// The DPoP proof's key thumbprint and, on refusal, the proof check that failed.
+    pub fn set_dpop(&self, jkt: Option<&str>, failed_check: Option<&'static str>) {
+        if let Some(jkt) = jkt {
+            let _ = self.dpop_jkt.set(jkt.to_owned());
+        }
+        if let Some(check) = failed_check {
+            let _ = self.dpop_failed_check.set(check);
+        }
+    }
+
     pub fn set_upstream_time(&self, time: Duration) {
         let _ = self.upstream.set(time);
     }
@@ -103,6 +115,14 @@ impl Exchange {
 
     pub fn refusal(&self) -> Option<&Refusal> {
         self.refusal.get()
+    }
+
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.dpop_jkt.get().map(String::as_str)
+    }
+
+    pub fn dpop_failed_check(&self) -> Option<&'static str> {
+        self.dpop_failed_check.get().copied()
     }
 
     pub fn upstream_time(&self) -> Option<Duration> {

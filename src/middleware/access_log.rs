@@ -192,6 +192,8 @@ impl Record {
             missing_scopes = refusal
                 .filter(|r| !r.missing_scopes.is_empty())
                 .map(|r| r.missing_scopes.join(" ")),
+            dpop_check = exchange.dpop_failed_check(),
+            dpop_jkt = exchange.dpop_jkt(),
             "request"
         );
     }

@@ -70,6 +70,9 @@ pub fn key(settings: &Settings) -> String {
         settings.method.as_str(),
         &credential,
         &settings.scope(),
+        &settings.dpop_key.as_ref().map_or(String::new(), |key| {
+            format!("dpop:{}", hex(&key.thumbprint))
+        }),
     ];
     format!("token-{}", &hex(&sha256(parts.join("\0").as_bytes()))[..32])
 }

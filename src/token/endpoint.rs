@@ -9,6 +9,7 @@ use url::Url;
 
 use super::client_auth::{AuthMethod, Authentication};
 use super::error::{TokenError, fix_for, is_dpop_error};
+use super::private_key::SigningKey;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,6 +90,7 @@ pub async fn request_token(
     auth: Authentication,
     method: AuthMethod,
     scope: &str,
+    dpop_key: Option<&SigningKey>,
 ) -> Result<TokenResponse, TokenError> {
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", "client_credentials".to_owned()),
@@ -105,6 +107,61 @@ pub async fn request_token(
             },
         )
         .finish();
+    let url = endpoint.as_str();
+    let mut nonce: Option<String> = None;
+    // With a DPoP key: Okta first answers 400 use_dpop_nonce with a DPoP-Nonce (RFC 9449
+    // §8); the second request carries that nonce.
+    loop {
+        let mut request = build_request(http, endpoint, &body, auth.authorization.as_deref())?;
+        if let Some(key) = dpop_key {
+            let proof = super::dpop::proof(key, "POST", url, None, nonce.as_deref())
+                .map_err(|e| TokenError::usage(format!("cannot sign the DPoP proof: {e}")))?;
+            request = request.header("dpop", proof);
+        }
+        let response = request.send().await.map_err(|e| unreachable(url, &e))?;
+        let status = response.status();
+        let dpop_nonce = response
+            .headers()
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_limited(response)
+            .await
+            .map_err(|e| unreachable(url, &e))?;
+        let json: Option<Map<String, Value>> = serde_json::from_slice(&body).ok();
+        if !status.is_success() {
+            let wants_nonce = json
+                .as_ref()
+                .and_then(|j| j.get("error"))
+                .and_then(Value::as_str)
+                == Some("use_dpop_nonce");
+            if let (Some(_), true, None, Some(fresh)) = (dpop_key, wants_nonce, &nonce, &dpop_nonce)
+            {
+                nonce = Some(fresh.clone());
+                continue;
+            }
+            if dpop_key.is_some() {
+                return Err(refusal(url, status, json, false, method));
+            }
+            return Err(refusal(url, status, json, dpop_nonce.is_some(), method));
+        }
+        let Some(body) = json else {
+            return Err(TokenError::unreachable(
+                url,
+                "the token response is not a JSON object",
+            ));
+        };
+        return parse_success(url, body, dpop_key.is_some());
+    }
+}
+
+/// The POST with the form body and the client's `Authorization`, if any.
+fn build_request(
+    http: &reqwest::Client,
+    endpoint: &Url,
+    body: &str,
+    authorization: Option<&str>,
+) -> Result<reqwest::RequestBuilder, TokenError> {
     let mut request = http
         .post(endpoint.clone())
         .header(http::header::ACCEPT, "application/json")
@@ -112,46 +169,35 @@ pub async fn request_token(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
-        .body(body);
-    if let Some(value) = auth.authorization {
-        let mut value = HeaderValue::from_str(&value)
+        .body(body.to_owned());
+    if let Some(value) = authorization {
+        let mut value = HeaderValue::from_str(value)
             .map_err(|_| TokenError::usage("the client id or secret cannot go in a header"))?;
         value.set_sensitive(true);
         request = request.header(AUTHORIZATION, value);
     }
-    let url = endpoint.as_str();
-    let response = request.send().await.map_err(|e| unreachable(url, &e))?;
-    let status = response.status();
-    let dpop_nonce = response.headers().contains_key("dpop-nonce");
-    let body = read_limited(response)
-        .await
-        .map_err(|e| unreachable(url, &e))?;
-    let json: Option<Map<String, Value>> = serde_json::from_slice(&body).ok();
-    if !status.is_success() {
-        return Err(refusal(url, status, json, dpop_nonce, method));
-    }
-    let Some(body) = json else {
-        return Err(TokenError::unreachable(
-            url,
-            "the token response is not a JSON object",
-        ));
-    };
-    parse_success(url, body)
+    Ok(request)
 }
 
-fn parse_success(url: &str, body: Map<String, Value>) -> Result<TokenResponse, TokenError> {
+/// The token response; a `DPoP` token is an error unless a DPoP key was used.
+fn parse_success(
+    url: &str,
+    body: Map<String, Value>,
+    dpop: bool,
+) -> Result<TokenResponse, TokenError> {
     let token_type = body
         .get("token_type")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    if token_type.eq_ignore_ascii_case("DPoP") {
+    let is_dpop = token_type.eq_ignore_ascii_case("DPoP");
+    if is_dpop && !dpop {
         return Err(TokenError::DpopRequired {
             url: url.to_owned(),
             evidence: "it issued a DPoP-bound token (token_type DPoP)".into(),
         });
     }
-    if !token_type.eq_ignore_ascii_case("Bearer") {
+    if !is_dpop && !token_type.eq_ignore_ascii_case("Bearer") {
         return Err(TokenError::unreachable(
             url,
             format!("the token_type is '{token_type}', not Bearer"),
@@ -177,7 +223,7 @@ fn parse_success(url: &str, body: Map<String, Value>) -> Result<TokenResponse, T
     let scope = body.get("scope").and_then(Value::as_str).map(str::to_owned);
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer".into(),
+        token_type: if is_dpop { "DPoP" } else { "Bearer" }.into(),
         expires_in,
         scope,
         body,
@@ -310,6 +356,7 @@ mod tests {
         let issued = parse_success(
             "http://t",
             map(json!({"token_type": "DPoP", "access_token": "abc", "expires_in": 3600})).unwrap(),
+            false,
         )
         .unwrap_err();
         assert!(
@@ -338,13 +385,14 @@ mod tests {
             json!({"token_type": "Bearer", "access_token": "a b"}),
             json!({"token_type": "mac", "access_token": "abc"}),
         ] {
-            let error = parse_success("http://t", map(body.clone()).unwrap()).unwrap_err();
+            let error = parse_success("http://t", map(body.clone()).unwrap(), false).unwrap_err();
             assert_eq!(error.code(), 1, "{body}");
         }
         let ok = parse_success(
             "http://t",
             map(json!({"token_type": "bearer", "access_token": "a.b-c_d", "expires_in": "3600"}))
                 .unwrap(),
+            false,
         )
         .unwrap();
         assert_eq!(ok.expires_in, Some(3600));

@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod client_auth;
+pub mod dpop;
 pub mod endpoint;
 pub mod error;
 pub mod exec;
@@ -69,7 +70,12 @@ pub async fn run(args: TokenArgs) -> ExitCode {
         match command {
             Some(command) => exec::run(&command, &obtained.entry.access_token).await,
             None => {
-                let text = render(args.format, &obtained, now());
+                let text = match (&settings.dpop_key, &args.method, &args.url) {
+                    (Some(key), Some(method), Some(url)) if args.format == OutputFormat::Header => {
+                        dpop_header_lines(key, method, url, &obtained.entry)?
+                    }
+                    _ => render(args.format, &obtained, now()),
+                };
                 let mut stdout = std::io::stdout().lock();
                 stdout
                     .write_all(text.as_bytes())
@@ -140,6 +146,7 @@ pub async fn obtain(settings: &Settings) -> Result<Obtained, TokenError> {
         auth,
         settings.method,
         &settings.scope(),
+        settings.dpop_key.as_ref(),
     )
     .await?;
     let issued_at = now();
@@ -202,6 +209,22 @@ async fn lock_entry(dir: &std::path::Path, settings: &Settings) -> Option<Locked
             None
         }
     }
+}
+
+/// `Authorization: DPoP <token>` and `DPoP: <fresh proof>` for one request (`curl -H`).
+fn dpop_header_lines(
+    key: &private_key::SigningKey,
+    method: &str,
+    url: &str,
+    entry: &Entry,
+) -> Result<String, TokenError> {
+    let method = method.to_ascii_uppercase();
+    let proof = dpop::proof(key, &method, url, Some(&entry.access_token), None)
+        .map_err(|e| TokenError::usage(format!("cannot sign the DPoP proof: {e}")))?;
+    Ok(format!(
+        "Authorization: {} {}\nDPoP: {proof}\n",
+        entry.token_type, entry.access_token
+    ))
 }
 
 /// The stdout text for `format`.

@@ -3,9 +3,13 @@
 
 use std::path::Path;
 
-use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, PublicKeyComponents};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
 
 /// A loaded signing key and what identifies it (for the token cache key).
 pub struct SigningKey {
@@ -13,6 +17,8 @@ pub struct SigningKey {
     pub algorithm: Algorithm,
     /// SHA-256 of the public key: tells keys apart without storing anything secret.
     pub thumbprint: Vec<u8>,
+    /// The public key as a JWK (`kty`, `n`/`e` or `crv`/`x`/`y`): what a DPoP proof carries.
+    pub public_jwk: Value,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -68,19 +74,59 @@ impl SigningKey {
     }
 
     fn rsa(key: EncodingKey, pair: &RsaKeyPair) -> Self {
+        let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
         Self {
             key,
             algorithm: Algorithm::RS256,
             thumbprint: sha256(pair.public_key().as_ref()),
+            public_jwk: json!({
+                "kty": "RSA",
+                "n": URL_SAFE_NO_PAD.encode(&public.n),
+                "e": URL_SAFE_NO_PAD.encode(&public.e),
+            }),
         }
     }
 
     fn ec(key: EncodingKey, pair: &EcdsaKeyPair) -> Self {
+        // An uncompressed P-256 point: 0x04 || x (32 bytes) || y (32 bytes).
+        let point = pair.public_key().as_ref();
+        let (x, y) = point
+            .get(1..)
+            .unwrap_or_default()
+            .split_at(point.len().saturating_sub(1) / 2);
         Self {
             key,
             algorithm: Algorithm::ES256,
-            thumbprint: sha256(pair.public_key().as_ref()),
+            thumbprint: sha256(point),
+            public_jwk: json!({
+                "kty": "EC",
+                "crv": "P-256",
+                "x": URL_SAFE_NO_PAD.encode(x),
+                "y": URL_SAFE_NO_PAD.encode(y),
+            }),
         }
+    }
+
+    /// A new EC P-256 key and its PKCS#8 PEM (what `token --dpop-key` creates).
+    pub fn generate_ec() -> Result<(Self, String), String> {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| "EC key generation failed".to_owned())?;
+        let der = pair
+            .to_pkcs8v1()
+            .map_err(|_| "cannot encode the EC key".to_owned())?;
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+        Ok((Self::ec(EncodingKey::from_ec_der(der.as_ref()), &pair), pem))
+    }
+
+    /// A new RSA-2048 key and its PKCS#8 PEM.
+    pub fn generate_rsa() -> Result<(Self, String), String> {
+        let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|_| "RSA key generation failed".to_owned())?;
+        let der = AsDer::<Pkcs8V1Der>::as_der(&pair)
+            .map_err(|_| "cannot encode the RSA key".to_owned())?;
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+        let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+        Ok((Self::rsa(key, &pair), pem))
     }
 }
 
@@ -93,7 +139,6 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rsa::KeySize;
     use aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING;
 

@@ -37,6 +37,8 @@ pub struct Settings {
     pub token_endpoint: Option<Url>,
     pub cache: CacheMode,
     pub verbose: bool,
+    /// `--dpop-key`: the key DPoP proofs are signed with.
+    pub dpop_key: Option<SigningKey>,
 }
 
 impl Settings {
@@ -84,6 +86,15 @@ impl Settings {
             token_endpoint,
             cache,
             verbose: options.verbose,
+            dpop_key: options
+                .dpop_key
+                .as_deref()
+                .map(|path| {
+                    super::dpop::load_or_create_key(path).map_err(|e| {
+                        TokenError::usage(format!("--dpop-key {}: {e}", path.display()))
+                    })
+                })
+                .transpose()?,
         })
     }
 
