@@ -90,7 +90,7 @@ fn check_claims(claims: &Map<String, Value>, kid: &str, alg: Algorithm, now: f64
     let max_lifetime = fx.auth.max_token_lifetime.as_secs_f64();
     match fx.validator.check_claims(claims, kid.into(), alg, now) {
         Ok(token) => {
-            let VerifiedToken { kid: k, alg: a, issuer, audiences, subject, access, expires_at, not_before, issued_at } = &token;
+            let VerifiedToken { kid: k, alg: a, issuer, audiences, subject, access, expires_at, not_before, issued_at, confirmation: _ } = &token;
             let roles: Vec<String> = access.role_names().into_iter().map(str::to_owned).collect();
             assert_eq!((&**k, *a), (kid, alg));
             assert!(fx.auth.valid_issuers.contains(issuer), "issuer {issuer:?} accepted");
