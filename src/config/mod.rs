@@ -19,6 +19,7 @@
 
 mod duration;
 mod env;
+mod limits;
 mod print;
 pub mod settings;
 mod text;
@@ -33,7 +34,10 @@ use url::Url;
 
 pub use self::duration::parse_duration;
 pub use self::env::{AspNetEnv, Canonical};
-pub use self::settings::{BearerSettings, GatewaySettings, RoleMapping, RuleConfig, Settings};
+pub use self::limits::{LimitsConfig, Quota, RuleLimits};
+pub use self::settings::{
+    BearerSettings, GatewaySettings, RedisSettings, RedisUrl, RoleMapping, RuleConfig, Settings,
+};
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
 
@@ -108,6 +112,8 @@ pub struct GatewayConfig {
     pub upstream: Url,
     /// Largest request body; `None` means unlimited (`MaxRequestBodySize = 0`).
     pub max_request_body_size: Option<u64>,
+    /// Rate and concurrency limits, complete (`Gateway__RateLimit`, `ConcurrencyLimit`, rules').
+    pub limits: LimitsConfig,
     settings: GatewaySettings,
 }
 
@@ -275,9 +281,12 @@ fn validate_gateway(s: GatewaySettings) -> Result<GatewayConfig, ConfigError> {
     for (i, rule) in s.rules.iter().flatten().enumerate() {
         validate_rule(rule, i)?;
     }
+    positive(s.redis.timeout, "Gateway__Redis__Timeout")?;
+    let limits = limits::validate(&s)?;
     Ok(GatewayConfig {
         upstream,
         max_request_body_size: (s.max_request_body_size != 0).then_some(s.max_request_body_size),
+        limits,
         settings: s,
     })
 }
