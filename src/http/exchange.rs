@@ -26,6 +26,7 @@ pub struct Exchange {
     principal: OnceLock<Arc<dyn Principal>>,
     deny_reason: OnceLock<&'static str>,
     refusal: OnceLock<Refusal>,
+    limited_by: OnceLock<&'static str>,
     upstream: OnceLock<Duration>,
     bytes_in: AtomicU64,
 }
@@ -76,6 +77,11 @@ impl Exchange {
         let _ = self.refusal.set(refusal);
     }
 
+    /// The limit (`ip`, `client`, `rule`, `concurrency`) that refused the request.
+    pub fn set_limited_by(&self, limit: &'static str) {
+        let _ = self.limited_by.set(limit);
+    }
+
     pub fn set_upstream_time(&self, time: Duration) {
         let _ = self.upstream.set(time);
     }
@@ -103,6 +109,10 @@ impl Exchange {
 
     pub fn refusal(&self) -> Option<&Refusal> {
         self.refusal.get()
+    }
+
+    pub fn limited_by(&self) -> Option<&'static str> {
+        self.limited_by.get().copied()
     }
 
     pub fn upstream_time(&self) -> Option<Duration> {
