@@ -88,6 +88,11 @@ impl SharedRedis {
             .set_number_of_retries(2)
             .set_max_delay(RETRY_AFTER);
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        // Connect now in the background, so the first request does not wait for it.
+        let mut warm = manager.clone();
+        tokio::spawn(async move {
+            let _: ::redis::RedisResult<()> = ::redis::cmd("PING").query_async(&mut warm).await;
+        });
         let url = redact(&url.0);
         tracing::info!(redis = %url, "state shared by replicas is kept in Redis");
         Ok(Some(Self {

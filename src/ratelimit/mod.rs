@@ -116,7 +116,11 @@ pub struct Verdict<'a> {
 #[derive(Debug)]
 pub enum Refusal<'a> {
     Rate(Vec<(&'a RateLimit, Outcome)>),
-    Concurrency { max: u32, kind: LimitKind },
+    /// `kind`: whose limit it is (the client's or the rule's).
+    Concurrency {
+        max: u32,
+        kind: LimitKind,
+    },
 }
 
 impl Limits {
@@ -230,7 +234,7 @@ impl Limits {
             match c.inflight.acquire(client, c.max) {
                 Some(slot) => slots.push(slot),
                 None => {
-                    self.count_refusal(c.kind);
+                    self.count_refusal(LimitKind::Concurrency);
                     return Err(Refusal::Concurrency {
                         max: c.max,
                         kind: c.kind,
@@ -331,7 +335,7 @@ impl Refusal<'_> {
     pub fn kind(&self) -> LimitKind {
         match self {
             Self::Rate(items) => items.first().map_or(LimitKind::Client, |(l, _)| l.kind),
-            Self::Concurrency { kind, .. } => *kind,
+            Self::Concurrency { .. } => LimitKind::Concurrency,
         }
     }
 
