@@ -90,6 +90,7 @@ full_args=(
   --set ingress.enabled=true --set ingress.className=nginx
   --set ingress.tls.enabled=true --set ingress.tls.domain=halo.example.com --set ingress.tls.secretName=halo-tls
   --set existingSecret=halo-gateway-secrets --set metrics.serviceMonitor.enabled=true
+  --set redis.enabled=true --set "redis.to[0].podSelector.matchLabels.app=redis"
   --set configFile='[gateway]'
   --set 'extraEnv[0].name=Gateway__LogLevel' --set 'extraEnv[0].value=debug'
 )
@@ -166,6 +167,8 @@ expect_render_failure "tls without domain" --set configuration.Gateway__Upstream
 expect_render_failure "grace period shorter than drain" --set configuration.Gateway__Upstream=http://u --set terminationGracePeriodSeconds=5
 expect_render_failure "chart-managed key in configuration" --set configuration.Gateway__Upstream=http://u --set configuration.Gateway__Listen=0.0.0.0:1
 expect_render_failure "sidecar port clash" -f "$sidecar_values" --set containerPorts.http=8080
+expect_render_failure "Redis URL in the ConfigMap" --set configuration.Gateway__Upstream=http://u --set configuration.Gateway__Redis__Url=redis://:pw@redis:6379
+expect_render_failure "redis without a Secret" --set configuration.Gateway__Upstream=http://u --set redis.enabled=true
 
 # --------------------------------------------------------------------------------------------
 section "hadolint"

@@ -24,9 +24,12 @@
 #              (multipart echoed back; nginx cannot proxy that full-duplex exchange: it stalls
 #              until proxy_read_timeout, see docs/performance.md)
 #   IDLE_CONNS=5000    MEASURE_INFO_LOG=1 (extra run of (c) with Gateway__LogLevel=info)
+#   MEASURE_RATE_LIMIT=1 (extra runs of (c) with a per-client rate limit set too high to
+#              trigger: counted in the process, and in a local redis-server)
+#   ONLY_RATE_LIMIT=0  1: run only (c) and the rate-limit rows (a quick check of their cost)
 #   SKIP_BUILD=0       HALO_BIN=<path> (skip the build and use this binary)
 #   CARGO_TARGET_DIR   where the release binary is built (default ./target)
-#   BASE_PORT=18080    ports BASE..BASE+5 on 127.0.0.1
+#   BASE_PORT=18080    ports BASE..BASE+5 on 127.0.0.1 (BASE+5: redis-server)
 #   RESULTS_DIR=bench/results   KEEP_RUN_DIR=0
 set -euo pipefail
 
@@ -43,6 +46,8 @@ UPLOAD_REPEAT=${UPLOAD_REPEAT:-3}
 UPLOAD_PATH=${UPLOAD_PATH:-/stub/sink}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 MEASURE_INFO_LOG=${MEASURE_INFO_LOG:-1}
+MEASURE_RATE_LIMIT=${MEASURE_RATE_LIMIT:-1}
+ONLY_RATE_LIMIT=${ONLY_RATE_LIMIT:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 BASE_PORT=${BASE_PORT:-18080}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
@@ -53,6 +58,7 @@ ADMIN_PORT=$((BASE_PORT + 1))
 ISSUER_PORT=$((BASE_PORT + 2))
 STUB_PORT=$((BASE_PORT + 3))
 NGINX_PORT=$((BASE_PORT + 4))
+REDIS_PORT=$((BASE_PORT + 5))
 HOST=127.0.0.1
 ISSUER_URL="http://$HOST:$ISSUER_PORT/oauth2/default"
 ADMIN_ID=0oabenchadmin
@@ -87,6 +93,7 @@ die() { echo "error: $*" >&2; exit 1; }
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
+[[ "$MEASURE_RATE_LIMIT" != 1 ]] || command -v redis-server >/dev/null || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
     say "installing ${need_apt[*]} (apt)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -155,8 +162,9 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || echo "note: cannot reset VmHWM of $1 (clear_refs); peak RSS includes earlier phases"; }
 
 GW_PID=
-start_gateway() { # name token_cache_size log_level
+start_gateway() { # name token_cache_size log_level [NAME=value settings...]
     local name=$1 cache=$2 level=$3 out=$RUN_DIR/gateway-$1.log
+    shift 3
     [[ "$level" == info ]] && out=/dev/null
     env -i PATH="$PATH" \
         Authentication__Schemes__Bearer__Authority="$ISSUER_URL" \
@@ -168,6 +176,7 @@ start_gateway() { # name token_cache_size log_level
         Gateway__AdminListen="$HOST:$ADMIN_PORT" \
         Gateway__LogLevel="$level" \
         Gateway__HeaderReadTimeout=120s \
+        "$@" \
         "$BIN" serve >"$out" 2>"$RUN_DIR/gateway-$name.err" &
     GW_PID=$!
     PIDS+=("$GW_PID")
@@ -296,6 +305,46 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$GW_PORT/api/v1/poli
 
 P="/api/v1/policies"
 AUTH=(-H "Authorization: Bearer $TOKEN")
+
+# (c) with a per-client rate limit that never triggers (1,000,000 per second per client):
+# c_rl_local counted in the process, c_rl_redis in a redis-server on loopback.
+NEVER_TRIGGERS=(Gateway__RateLimit__Requests=1000000 Gateway__RateLimit__Period=1)
+rate_limit_runs() {
+    say "halo-gateway with a per-client rate limit that never triggers, counted in the process"
+    start_gateway rl_local 10000 warn "${NEVER_TRIGGERS[@]}"
+    CPU_PIDS=$GW_PID run_wrk c_rl_local "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+    stop_gateway
+    say "the same, counted in redis-server on $HOST:$REDIS_PORT"
+    redis-server --port "$REDIS_PORT" --bind "$HOST" --save "" --appendonly no >"$RUN_DIR/redis.log" 2>&1 &
+    local redis_pid=$!
+    PIDS+=("$redis_pid")
+    for _ in $(seq 50); do redis-cli -h "$HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    start_gateway rl_redis 10000 warn "${NEVER_TRIGGERS[@]}" Gateway__Redis__Url="redis://$HOST:$REDIS_PORT"
+    CPU_PIDS="$GW_PID $redis_pid" run_wrk c_rl_redis "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+    curl -s "http://$HOST:$ADMIN_PORT/metrics" | grep -E '^halo_gateway_(ratelimit_backend_errors|rate_limited)' || true
+    stop_gateway
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+}
+rate_limit_rows() {
+    row "(c) halo-gateway, one reused token (cached)" c
+    row "(c) with a per-client rate limit that never triggers, in the process" c_rl_local
+    row "(c) with the same limit counted in Redis (loopback; CPU includes redis-server)" c_rl_redis
+}
+
+if [[ "$ONLY_RATE_LIMIT" == 1 ]]; then
+    say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS (rate-limit rows only)"
+    CPU_PIDS=$GW_PID run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+    stop_gateway
+    rate_limit_runs
+    row() { printf '| %s | %.0f | %s | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(awk -v u="${R_P50[$2]}" 'BEGIN {printf "%.2f", u / 1000}')" "$(awk -v u="${R_P99[$2]}" 'BEGIN {printf "%.2f", u / 1000}')" "${R_CPU[$2]}" "${R_ERR[$2]}"; }
+    echo
+    echo "| target | req/s | p50 ms | p99 ms | proxy CPU µs/request | errors |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    rate_limit_rows
+    exit 0
+fi
+
 say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS"
 run_wrk a "http://$HOST:$STUB_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua"
 NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
@@ -344,6 +393,10 @@ if [[ "$MEASURE_INFO_LOG" == 1 ]]; then
     stop_gateway
 fi
 
+if [[ "$MEASURE_RATE_LIMIT" == 1 ]]; then
+    rate_limit_runs
+fi
+
 # ---------------------------------------------------------------- table
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
 us_diff() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%+d", x - y}'; }
@@ -366,6 +419,10 @@ TABLE=$RESULTS_DIR/latest.md
     row "(c) halo-gateway, one reused token (cached)" c
     row "(d) halo-gateway, distinct token per request, TokenCacheSize=0" d
     if [[ -n "${R_RPS[c_info]:-}" ]]; then row "(c) with Gateway__LogLevel=info (access log on, to /dev/null)" c_info; fi
+    if [[ -n "${R_RPS[c_rl_redis]:-}" ]]; then
+        row "(c) with a per-client rate limit that never triggers, in the process" c_rl_local
+        row "(c) with the same limit counted in Redis (loopback; CPU includes redis-server)" c_rl_redis
+    fi
     echo
     echo "1 connection, ${LOW_DURATION} s, wrk -t1 (latency in µs):"
     echo

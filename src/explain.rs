@@ -132,7 +132,7 @@ fn explain_dpop(
     let value = HeaderValue::from_str(proof.trim())
         .map_err(|_| "the proof is not visible ASCII".to_owned())?;
     headers.insert(crate::auth::dpop::proof::DPOP, value);
-    crate::auth::dpop::Dpop::from_config(&config)
+    crate::auth::dpop::Dpop::from_config(&config, None)
 }
 
 /// Runs the checks against the configured issuer.

@@ -28,6 +28,8 @@ pub mod http;
 pub mod metrics;
 pub mod middleware;
 pub mod proxy;
+pub mod ratelimit;
+pub mod redis;
 pub mod server;
 pub mod telemetry;
 pub mod token;

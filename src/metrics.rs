@@ -47,6 +47,11 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     git_sha: &'static str,
@@ -76,6 +81,8 @@ pub struct Metrics {
     pub upstream_errors: Family<KindLabels, Counter>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    pub rate_limited: Family<LimitLabels, Counter>,
+    pub ratelimit_backend_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -177,6 +184,18 @@ impl Metrics {
             "Response body bytes sent to clients",
             bytes_out.clone(),
         );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate or concurrency limit, by limit (client, rule, ip, concurrency)",
+            rate_limited.clone(),
+        );
+        let ratelimit_backend_errors = Counter::default();
+        registry.register(
+            "ratelimit_backend_errors",
+            "Rate-limit decisions made in this process because Redis was unreachable, slow or failing",
+            ratelimit_backend_errors.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "build_info",
@@ -205,7 +224,16 @@ impl Metrics {
             upstream_errors,
             bytes_in,
             bytes_out,
+            rate_limited,
+            ratelimit_backend_errors,
         }
+    }
+
+    /// Counts one request refused by the `limit` limit.
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
     }
 
     /// Counts one authentication decision.

@@ -38,6 +38,8 @@ use crate::health::{AdminState, admin_app};
 use crate::metrics::Metrics;
 use crate::middleware::{self, StackSettings, UpstreamBody};
 use crate::proxy::{ForwardingOptions, Upstream};
+use crate::ratelimit::Limits;
+use crate::redis::SharedRedis;
 
 /// Largest read buffer per connection. Request bodies are read in chunks up to this size once
 /// reads fill the 8 KiB starting buffer; headers are limited separately by
@@ -58,6 +60,8 @@ pub enum StartError {
     Upstream(String),
     #[error(transparent)]
     Auth(#[from] BuildError),
+    #[error("Gateway__Redis__Url: {0}")]
+    Redis(String),
     #[error("cannot start a worker thread: {0}")]
     Worker(#[source] std::io::Error),
 }
@@ -82,10 +86,17 @@ pub struct RunningGateway {
 /// Builds everything, binds both listeners, loads keys once, and starts serving.
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let auth = Arc::new(Authenticator::from_config(config, metrics.clone())?);
+    let g = &config.gateway;
+    let redis = SharedRedis::from_settings(&g.redis)
+        .map_err(|e| StartError::Redis(e.detail().unwrap_or("invalid URL").to_owned()))?;
+    let auth = Arc::new(Authenticator::sharing_redis(
+        config,
+        metrics.clone(),
+        redis.clone(),
+    )?);
     let validator = auth.validator().clone();
     let keys = validator.keys().clone();
-    let g = &config.gateway;
+    let limits = Arc::new(Limits::from_config(g, redis, metrics.clone()));
     let settings = StackSettings {
         authenticator: auth,
         metrics: metrics.clone(),
@@ -95,6 +106,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         }),
         max_body: g.max_request_body_size,
         body_idle_timeout: g.body_idle_timeout,
+        limits,
     };
     // One upstream pool per worker, built before anything is bound so a bad upstream fails
     // start-up first.

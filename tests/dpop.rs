@@ -624,7 +624,8 @@ async fn redis_shares_the_replay_cache_and_its_failure_refuses_with_503() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let settings = [(MODE, "Allowed"), ("Gateway__Redis__Url", redis.url())];
+    let redis_url = redis.url();
+    let settings = [(MODE, "Allowed"), ("Gateway__Redis__Url", redis_url.as_str())];
     let env = TestEnv::with_settings(&settings).await;
     let second = halo_gateway::start(&config_for(
         env.issuer.url(),

@@ -14,6 +14,7 @@ mod hardening;
 mod key_cache;
 mod observability;
 mod proxying;
+mod rate_limits;
 mod responses;
 mod route_policy;
 mod scopes;

@@ -15,6 +15,7 @@ use halo_gateway::dev::issuer::Issuer;
 use halo_gateway::metrics::{KindLabels, Metrics};
 use halo_gateway::middleware::{StackSettings, UpstreamBody, public_stack};
 use halo_gateway::proxy::{ForwardingOptions, ProxyService, Upstream};
+use halo_gateway::ratelimit::Limits;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -118,6 +119,11 @@ impl Fixture {
             forwarding: Arc::new(ForwardingOptions::default()),
             max_body: Some(1024),
             body_idle_timeout: Duration::from_secs(5),
+            limits: Arc::new(Limits::from_config(
+                &self.config.gateway,
+                None,
+                self.metrics.clone(),
+            )),
         }
     }
 
@@ -493,6 +499,51 @@ async fn the_stack_checks_requests_before_tokens_and_tokens_before_body_size() {
         let id = answer.headers["x-request-id"].to_str().expect("ascii");
         assert!(uuid_like(id), "{case}: request id {id}");
     }
+}
+
+#[tokio::test]
+async fn client_limits_answer_before_the_proxy_and_passing_requests_carry_the_fields() {
+    let fixture = Fixture::with_settings(&[
+        ("Gateway__RateLimit__Requests", "2"),
+        ("Gateway__RateLimit__Period", "10"),
+        // No peer address in process: the per-IP rate has nothing to key on and stays out.
+        ("Gateway__RateLimit__PerIp__Requests", "1"),
+        ("Gateway__RateLimit__PerIp__Period", "10"),
+    ])
+    .await;
+    let stack = public_stack(&fixture.settings(), fixture.upstream());
+    let token = fixture.token(None);
+    let send = || {
+        let stack = stack.clone();
+        let request = empty(get("/api/v1/policies", Some(&token)));
+        async move { Answer::from(stack.oneshot(request).await.expect("infallible")).await }
+    };
+    // The proxy answers 502 (nothing listens upstream), with the client's fields added.
+    for remaining in [1, 0] {
+        let passed = send().await;
+        assert_eq!(passed.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(passed.headers["ratelimit-policy"], "\"client\";q=2;w=10");
+        let state = passed.headers["ratelimit"].to_str().expect("ascii");
+        assert!(
+            state.starts_with(&format!("\"client\";r={remaining};t=")),
+            "{state}"
+        );
+    }
+    let refused = send().await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.json["error"], "rate_limited");
+    assert_eq!(refused.headers["retry-after"], "5");
+    assert_eq!(refused.headers["ratelimit"], "\"client\";r=0;t=5");
+    // Only the two that passed reached the proxy.
+    let text = fixture.metrics.render(None);
+    assert!(
+        text.contains("halo_gateway_upstream_errors_total{kind=\"connect\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("halo_gateway_rate_limited_total{limit=\"client\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //!
 //! Built on tower-http's `AsyncRequireAuthorization`: [`Authorize`] decides each request with
 //! the [`Authenticator`] and either lets it through, carrying the verified token in its
-//! extensions (`Arc<VerifiedToken>`), or answers it with the RFC 6750 response.
+//! extensions (`Arc<VerifiedToken>`, and the matched rule as [`MatchedRoute`]), or answers it with the RFC 6750 response.
 //!
 //! No body byte is read before the token is accepted (so `Expect: 100-continue` uploads are
 //! refused before they are sent), except for an urlencoded form: RFC 6750 §2.2 form tokens
@@ -23,6 +23,7 @@ use tower::Layer;
 use tower_http::auth::{AsyncAuthorizeRequest, AsyncRequireAuthorization};
 
 use super::dpop::RequestTarget;
+use super::policy::MatchedRoute;
 use super::validate::VerifiedToken;
 use super::{AuthError, Authenticator, DenyReason, extract};
 use crate::http::exchange::{PeerAddr, Principal, Refusal, exchange};
@@ -149,6 +150,10 @@ where
     if let Some(exchange) = &exchange {
         exchange.set_route(decision.route.name.clone());
     }
+    let matched = MatchedRoute {
+        index: decision.route.index,
+        name: decision.route.name.clone(),
+    };
     let is_form = is_urlencoded_form(request.headers());
     let (mut parts, body) = request.into_parts();
     authenticator
@@ -174,6 +179,7 @@ where
                 }
                 parts.extensions.insert(principal);
             }
+            parts.extensions.insert(matched);
             Ok(Request::from_parts(parts, body))
         }
         Err(e) if e.reason == DenyReason::MissingToken && is_form => {

@@ -41,6 +41,7 @@ use self::validate::{Validator, VerifiedToken};
 use crate::config::{Config, DPoPMode};
 use crate::http::path::NormalizedPath;
 use crate::metrics::Metrics;
+use crate::redis::SharedRedis;
 
 /// Why an [`Authenticator`] cannot be built from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub enum BuildError {
     IssuerClient(String),
     #[error("cannot set up DPoP: {0}")]
     Dpop(String),
+    #[error("Gateway__Redis__Url: {0}")]
+    Redis(String),
 }
 
 /// The outcome for one request: the matched rule and, if a token was needed, who sent it.
@@ -93,13 +96,26 @@ impl Authenticator {
     /// Everything token checks need, built from configuration: the issuer client, the key
     /// store, the validator and the route policy. Keys load on the first
     /// `validator().keys().refresh()` (the server does that before serving).
+    /// With `Gateway__Redis__Url` set, the DPoP replay cache connects to that Redis (lazily).
     pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, BuildError> {
+        let redis = SharedRedis::from_settings(&config.gateway.redis)
+            .map_err(|e| BuildError::Redis(e.detail().unwrap_or("invalid URL").to_owned()))?;
+        Self::sharing_redis(config, metrics, redis)
+    }
+
+    /// As [`Self::from_config`], with the Redis handle the caller already holds (the server
+    /// shares one connection between the replay cache and the rate limits).
+    pub fn sharing_redis(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        redis: Option<SharedRedis>,
+    ) -> Result<Self, BuildError> {
         let policy = Policy::from_config(config)?;
         let fetcher = Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref())
             .map_err(BuildError::IssuerClient)?;
         let keys = Arc::new(KeyStore::new(&config.auth, fetcher, metrics.clone()));
         let validator = Validator::new(&config.auth, keys, metrics.clone());
-        let dpop = Dpop::from_config(config).map_err(BuildError::Dpop)?;
+        let dpop = Dpop::from_config(config, redis).map_err(BuildError::Dpop)?;
         Ok(Self::new(validator, policy, metrics).with_dpop(dpop))
     }
 

@@ -39,6 +39,8 @@ enum Segment {
 pub struct RouteRule {
     /// Bounded label for metrics and logs.
     pub name: Arc<str>,
+    /// Position in `Gateway__Rules` (per-rule limits are found by it); `None` for [`FALLBACK`].
+    pub index: Option<usize>,
     /// `None` matches every method.
     methods: Option<Vec<Method>>,
     segments: Vec<Segment>,
@@ -51,9 +53,19 @@ pub struct RouteRule {
     pub access: RouteAccess,
 }
 
+/// The rule a request the auth layer let through matched, in its extensions (per-rule limits
+/// read it).
+#[derive(Debug, Clone)]
+pub struct MatchedRoute {
+    /// Position in `Gateway__Rules`; `None` when no rule matched.
+    pub index: Option<usize>,
+    pub name: Arc<str>,
+}
+
 /// The rule for requests no configured rule matches.
 pub static FALLBACK: std::sync::LazyLock<RouteRule> = std::sync::LazyLock::new(|| RouteRule {
     name: "other".into(),
+    index: None,
     methods: None,
     segments: Vec::new(),
     rest: true,
@@ -64,7 +76,7 @@ pub static FALLBACK: std::sync::LazyLock<RouteRule> = std::sync::LazyLock::new(|
 
 impl RouteRule {
     /// Compiles one configured rule; the error is a sentence for the operator.
-    fn compile(rule: &RuleConfig) -> Result<Self, String> {
+    fn compile(rule: &RuleConfig, index: usize) -> Result<Self, String> {
         let pattern = rule.path.as_str();
         if !pattern.starts_with('/') {
             return Err(format!("Path '{pattern}' must start with '/'"));
@@ -103,6 +115,7 @@ impl RouteRule {
         };
         Ok(Self {
             name: rule.name.as_deref().unwrap_or(pattern).into(),
+            index: Some(index),
             methods,
             segments,
             rest,
@@ -193,7 +206,7 @@ impl Policy {
             .iter()
             .enumerate()
             .map(|(index, rule)| {
-                RouteRule::compile(rule).map_err(|reason| RuleError { index, reason })
+                RouteRule::compile(rule, index).map_err(|reason| RuleError { index, reason })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {

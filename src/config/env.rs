@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 use figment::value::{Dict, Map, Tag, Value};
 use figment::{Error, Metadata, Profile, Provider};
 
-use super::settings::{RoleMapping, RuleConfig, Settings};
+use super::settings::{ClientQuotaSettings, RoleMapping, RuleConfig, Settings};
 
 /// Every key the settings tree knows, in its canonical spelling, read from the serialized
 /// defaults (with one route rule and one role mapping, since their lists are empty by default). A key given in
@@ -40,6 +40,7 @@ static SPECIMEN: LazyLock<Value> = LazyLock::new(|| {
     let mut specimen = Settings::default();
     specimen.gateway.rules = Some(vec![RuleConfig::default()]);
     specimen.authentication.schemes.bearer.role_mappings = vec![RoleMapping::default()];
+    specimen.gateway.rate_limit.clients = vec![ClientQuotaSettings::default()];
     Value::serialize(&specimen).unwrap_or_else(|_| Value::from(Dict::new()))
 });
 

@@ -19,6 +19,7 @@
 
 mod duration;
 mod env;
+mod limits;
 mod print;
 pub mod settings;
 mod text;
@@ -33,8 +34,10 @@ use url::Url;
 
 pub use self::duration::parse_duration;
 pub use self::env::{AspNetEnv, Canonical};
+pub use self::limits::{LimitsConfig, Quota, RuleLimits};
 pub use self::settings::{
-    BearerSettings, DPoPMode, DPoPSettings, GatewaySettings, RoleMapping, RuleConfig, Settings,
+    BearerSettings, DPoPMode, DPoPSettings, GatewaySettings, RedisSettings, RedisUrl, RoleMapping,
+    RuleConfig, Settings,
 };
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
@@ -110,6 +113,8 @@ pub struct GatewayConfig {
     pub upstream: Url,
     /// Largest request body; `None` means unlimited (`MaxRequestBodySize = 0`).
     pub max_request_body_size: Option<u64>,
+    /// Rate and concurrency limits, complete (`Gateway__RateLimit`, `ConcurrencyLimit`, rules').
+    pub limits: LimitsConfig,
     settings: GatewaySettings,
 }
 
@@ -279,17 +284,12 @@ fn validate_gateway(s: GatewaySettings) -> Result<GatewayConfig, ConfigError> {
         validate_rule(rule, i)?;
     }
     validate_public_origins(&s.public_origins)?;
-    if let Some(url) = &s.redis.url
-        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-    {
-        return Err(ConfigError::invalid(
-            "Gateway__Redis__Url",
-            "must be a redis:// or rediss:// URL, e.g. redis://redis:6379/0",
-        ));
-    }
+    positive(s.redis.timeout, "Gateway__Redis__Timeout")?;
+    let limits = limits::validate(&s)?;
     Ok(GatewayConfig {
         upstream,
         max_request_body_size: (s.max_request_body_size != 0).then_some(s.max_request_body_size),
+        limits,
         settings: s,
     })
 }

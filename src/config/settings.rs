@@ -258,16 +258,13 @@ pub struct GatewaySettings {
     /// from trusted forwarding headers, else `http://` + `Host`.
     #[serde(with = "text::list")]
     pub public_origins: Vec<Url>,
-    /// Shared state across replicas (the DPoP replay cache).
+    /// Per-client and per-IP request rates (`Gateway__RateLimit__*`); unset: none.
+    pub rate_limit: RateLimitSettings,
+    /// Most requests in flight per client (in this process); unset: none.
+    pub concurrency_limit: Option<u32>,
+    /// Redis shared by every replica: rate-limit counters and the DPoP replay cache; unset:
+    /// kept in each process.
     pub redis: RedisSettings,
-}
-
-/// `Gateway__Redis__*`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
-pub struct RedisSettings {
-    /// `redis://host:6379/0`; unset: no Redis, per-replica state.
-    pub url: Option<String>,
 }
 
 impl Default for GatewaySettings {
@@ -292,6 +289,8 @@ impl Default for GatewaySettings {
             max_header_bytes: 64 * 1024,
             rules: None,
             public_origins: Vec::new(),
+            rate_limit: RateLimitSettings::default(),
+            concurrency_limit: None,
             redis: RedisSettings::default(),
         }
     }
@@ -317,6 +316,10 @@ pub struct RuleConfig {
     /// Client ids allowed on this rule; with `AllowedClients` too, the client must be in both.
     #[serde(with = "text::list")]
     pub clients: Vec<String>,
+    /// A per-client rate for this rule only, on top of `Gateway__RateLimit`; unset: none.
+    pub rate_limit: QuotaSettings,
+    /// Most requests in flight per client on this rule; unset: none.
+    pub concurrency_limit: Option<u32>,
 }
 
 /// `RoleMappings__N`: a token whose claim `Claim` equals `Value` (a string claim equal to it,
@@ -328,4 +331,74 @@ pub struct RoleMapping {
     pub claim: String,
     pub value: String,
     pub role: String,
+}
+
+/// A rate as written: `Requests` per `Period`, up to `Burst` at once (unset: `Requests`).
+/// Unset `Requests`: no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+pub struct QuotaSettings {
+    pub requests: Option<u32>,
+    #[serde(with = "text::option")]
+    pub period: Option<Duration>,
+    pub burst: Option<u32>,
+}
+
+/// `Gateway__RateLimit__*`: the per-client rate (for every client without an override), the
+/// overrides, and the per-IP rate checked before any token work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub requests: Option<u32>,
+    #[serde(with = "text::option")]
+    pub period: Option<Duration>,
+    pub burst: Option<u32>,
+    /// Per-client quotas replacing the one above for that client.
+    pub clients: Vec<ClientQuotaSettings>,
+    pub per_ip: QuotaSettings,
+}
+
+/// `Gateway__RateLimit__Clients__N__*`: one client's own quota. Unset `Period`: the global
+/// `Period`; unset `Burst`: this `Requests`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+pub struct ClientQuotaSettings {
+    /// The client id (the token's client id, else its `sub`). Required.
+    pub id: Option<String>,
+    pub requests: Option<u32>,
+    #[serde(with = "text::option")]
+    pub period: Option<Duration>,
+    pub burst: Option<u32>,
+}
+
+/// `Gateway__Redis__*`: the Redis that replicas share.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://...` (TLS).
+    #[serde(with = "text::option")]
+    pub url: Option<RedisUrl>,
+    /// Longest wait for Redis on a request before deciding without it.
+    #[serde(with = "text::one")]
+    pub timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            timeout: Duration::from_millis(50),
+        }
+    }
+}
+
+/// A Redis URL; `Debug` hides the password (the URL is still printed redacted by
+/// `check-config`, which reads its text form).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(pub Url);
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::redact(&self.0))
+    }
 }

@@ -398,6 +398,193 @@ fn secret_like_settings_are_redacted_whole() {
     );
 }
 
+#[test]
+fn rate_limits_are_read_with_their_defaults() {
+    Jail::expect_with(|jail| {
+        minimal(jail);
+        jail.set_env("Gateway__RateLimit__Requests", "100");
+        jail.set_env("Gateway__RateLimit__Period", "00:01:00");
+        jail.set_env("Gateway__RateLimit__Clients__0__Id", "0oa-big");
+        jail.set_env("Gateway__RateLimit__Clients__0__Requests", "1000");
+        jail.set_env("Gateway__RateLimit__PerIp__Requests", "50");
+        jail.set_env("Gateway__RateLimit__PerIp__Period", "1s");
+        jail.set_env("Gateway__RateLimit__PerIp__Burst", "200");
+        jail.set_env("Gateway__ConcurrencyLimit", "4");
+        jail.set_env("Gateway__Rules__0__Path", "/api/v1/rebuild/**");
+        jail.set_env("Gateway__Rules__0__RateLimit__Requests", "10");
+        jail.set_env("Gateway__Rules__0__RateLimit__Period", "10s");
+        jail.set_env("Gateway__Rules__0__ConcurrencyLimit", "2");
+        jail.set_env("Gateway__Rules__1__Path", "/**");
+        let config = Config::load(None).expect("valid");
+        let limits = &config.gateway.limits;
+        let minute = Duration::from_secs(60);
+        let quota = |requests, period, burst| super::Quota {
+            requests,
+            period,
+            burst,
+        };
+        assert_eq!(limits.client, Some(quota(100, minute, 100)));
+        // An override's Period is the global one; its Burst its own Requests.
+        assert_eq!(
+            limits.clients,
+            [("0oa-big".to_owned(), quota(1000, minute, 1000))]
+        );
+        assert_eq!(limits.per_ip, Some(quota(50, Duration::from_secs(1), 200)));
+        assert_eq!(limits.concurrency, Some(4));
+        assert_eq!(
+            limits.rules[0].rate,
+            Some(quota(10, Duration::from_secs(10), 10))
+        );
+        assert_eq!(limits.rules[0].concurrency, Some(2));
+        assert_eq!(limits.rules[1].rate, None);
+        assert!(limits.has_client_limits());
+        assert_eq!(config.gateway.redis.timeout, Duration::from_millis(50));
+        assert_eq!(config.gateway.redis.url, None);
+        Ok(())
+    });
+}
+
+#[test]
+fn rate_limit_mistakes_name_their_setting() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[
+                ("Gateway__RateLimit__Requests", "0"),
+                ("Gateway__RateLimit__Period", "1s"),
+            ],
+            "Gateway__RateLimit__Requests: must be at least 1",
+        ),
+        (
+            &[
+                ("Gateway__RateLimit__Requests", "-5"),
+                ("Gateway__RateLimit__Period", "1s"),
+            ],
+            "Gateway__RateLimit__Requests",
+        ),
+        (
+            &[("Gateway__RateLimit__Requests", "5")],
+            "Gateway__RateLimit__Period is required",
+        ),
+        (
+            &[
+                ("Gateway__RateLimit__Requests", "5"),
+                ("Gateway__RateLimit__Period", "0"),
+            ],
+            "Gateway__RateLimit__Period: must be a whole number of seconds",
+        ),
+        (
+            &[
+                ("Gateway__RateLimit__Requests", "5"),
+                ("Gateway__RateLimit__Period", "1.5s"),
+            ],
+            "Gateway__RateLimit__Period: must be a whole number of seconds",
+        ),
+        (
+            &[
+                ("Gateway__RateLimit__Requests", "5"),
+                ("Gateway__RateLimit__Period", "1s"),
+                ("Gateway__RateLimit__Burst", "0"),
+            ],
+            "Gateway__RateLimit__Burst: must be at least 1",
+        ),
+        (
+            &[("Gateway__RateLimit__Burst", "5")],
+            "Gateway__RateLimit__Requests is required",
+        ),
+        (
+            &[
+                ("Gateway__RateLimit__Period", "1s"),
+                ("Gateway__RateLimit__Clients__0__Requests", "5"),
+            ],
+            "Gateway__RateLimit__Clients__0__Id is required",
+        ),
+        (
+            &[
+                ("Gateway__RateLimit__Clients__0__Id", "a"),
+                ("Gateway__RateLimit__Clients__0__Requests", "5"),
+            ],
+            "Gateway__RateLimit__Clients__0__Period is required",
+        ),
+        (
+            &[
+                ("Gateway__RateLimit__Clients__0__Id", "a"),
+                ("Gateway__RateLimit__Clients__0__Period", "1s"),
+            ],
+            "Gateway__RateLimit__Clients__0__Requests is required",
+        ),
+        (
+            &[("Gateway__RateLimit__PerIp__Requests", "5")],
+            "Gateway__RateLimit__PerIp__Period is required",
+        ),
+        (
+            &[("Gateway__ConcurrencyLimit", "0")],
+            "Gateway__ConcurrencyLimit: must be at least 1",
+        ),
+        (
+            &[
+                ("Gateway__Rules__0__Path", "/a"),
+                ("Gateway__Rules__0__RateLimit__Requests", "3"),
+            ],
+            "Gateway__Rules__0__RateLimit__Period is required",
+        ),
+        (
+            &[
+                ("Gateway__Rules__0__Path", "/a"),
+                ("Gateway__Rules__0__ConcurrencyLimit", "0"),
+            ],
+            "Gateway__Rules__0__ConcurrencyLimit: must be at least 1",
+        ),
+        (
+            &[("Gateway__Redis__Url", "http://cache:6379")],
+            "Gateway__Redis__Url: scheme 'http' is not supported",
+        ),
+        (
+            &[("Gateway__Redis__Url", "redis://:hunter2@")],
+            "Gateway__Redis__Url",
+        ),
+        (
+            &[("Gateway__Redis__Url", "redis://:hunter2@cache:6379/notadb")],
+            "Gateway__Redis__Url",
+        ),
+        (
+            &[("Gateway__Redis__Timeout", "0")],
+            "Gateway__Redis__Timeout: must be greater than zero",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let error = error_of(|j| {
+            minimal(j);
+            for (name, value) in *vars {
+                j.set_env(name, value);
+            }
+        })
+        .to_string();
+        assert!(error.contains(expected), "'{error}' should say {expected}");
+        assert!(!error.contains("hunter2"), "password in '{error}'");
+    }
+}
+
+#[test]
+fn a_redis_password_is_never_printed() {
+    Jail::expect_with(|jail| {
+        minimal(jail);
+        jail.set_env(
+            "Gateway__Redis__Url",
+            "rediss://gw:hunter2@cache.example:6380/2",
+        );
+        let config = Config::load(None).expect("valid");
+        let lines = config.settings().redacted_lines();
+        assert!(
+            lines
+                .contains(&"Gateway__Redis__Url = rediss://gw:***@cache.example:6380/2".to_owned()),
+            "{lines:?}"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!lines.iter().any(|l| l.contains("hunter2")));
+        Ok(())
+    });
+}
+
 /// The environment provider's known keys come from the serialized defaults; this checks that
 /// derivation sees every field serde reads, in every struct of the tree.
 #[test]
@@ -412,6 +599,9 @@ fn every_struct_field_is_a_known_key() {
     fields.extend(field_names::<RuleConfig>());
     fields.extend(field_names::<RoleMapping>());
     fields.extend(field_names::<DPoPSettings>());
+    fields.extend(field_names::<QuotaSettings>());
+    fields.extend(field_names::<RateLimitSettings>());
+    fields.extend(field_names::<ClientQuotaSettings>());
     fields.extend(field_names::<RedisSettings>());
     let known: std::collections::BTreeSet<&str> =
         super::env::KNOWN_KEYS.iter().map(String::as_str).collect();

@@ -107,6 +107,34 @@ impl Text for Url {
     }
 }
 
+/// `redis://` or `rediss://` with a host; the redis crate must accept it too.
+impl Text for super::settings::RedisUrl {
+    fn from_text(text: &str) -> Result<Self, String> {
+        let shown = redact_text(text);
+        let url = Url::parse(text).map_err(|e| format!("'{shown}' is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "redis" | "rediss") {
+            return Err(format!(
+                "scheme '{}' is not supported; use redis:// or rediss:// (TLS)",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("the URL has no host".into());
+        }
+        ::redis::IntoConnectionInfo::into_connection_info(url.clone()).map_err(|e| {
+            format!(
+                "'{}' is not a Redis URL: {}",
+                super::redact(&url),
+                e.detail().unwrap_or("invalid")
+            )
+        })?;
+        Ok(Self(url))
+    }
+    fn to_text(&self) -> String {
+        self.0.to_string()
+    }
+}
+
 /// A method name, upper-cased; `*` stands for every method.
 impl Text for Method {
     fn from_text(text: &str) -> Result<Self, String> {
@@ -141,7 +169,7 @@ impl Text for LogFormat {
 
 /// A URL's text with any user-info hidden, for error messages about unparsable URLs.
 fn redact_text(text: &str) -> String {
-    match text.split_once('@') {
+    match text.rsplit_once('@') {
         Some((_, rest)) if text.contains("://") => format!("***@{rest}"),
         _ => text.to_owned(),
     }

@@ -28,6 +28,7 @@ pub struct Exchange {
     refusal: OnceLock<Refusal>,
     dpop_jkt: OnceLock<String>,
     dpop_failed_check: OnceLock<&'static str>,
+    limited_by: OnceLock<&'static str>,
     upstream: OnceLock<Duration>,
     bytes_in: AtomicU64,
 }
@@ -88,6 +89,11 @@ impl Exchange {
         }
     }
 
+    /// The limit (`ip`, `client`, `rule`, `concurrency`) that refused the request.
+    pub fn set_limited_by(&self, limit: &'static str) {
+        let _ = self.limited_by.set(limit);
+    }
+
     pub fn set_upstream_time(&self, time: Duration) {
         let _ = self.upstream.set(time);
     }
@@ -123,6 +129,10 @@ impl Exchange {
 
     pub fn dpop_failed_check(&self) -> Option<&'static str> {
         self.dpop_failed_check.get().copied()
+    }
+
+    pub fn limited_by(&self) -> Option<&'static str> {
+        self.limited_by.get().copied()
     }
 
     pub fn upstream_time(&self) -> Option<Duration> {

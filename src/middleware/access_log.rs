@@ -3,8 +3,8 @@
 //! happens before the response head). The in-flight gauge covers the same span.
 //!
 //! Inner layers record what they learn (route, path, principal, deny reason and what a refused
-//! token lacked, upstream time, bytes in) into the request's [`Exchange`]; this layer reads it
-//! at the end.
+//! token lacked, refusing limit, upstream time, bytes in) into the request's [`Exchange`]; this
+//! layer reads it at the end.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -194,6 +194,7 @@ impl Record {
                 .map(|r| r.missing_scopes.join(" ")),
             dpop_check = exchange.dpop_failed_check(),
             dpop_jkt = exchange.dpop_jkt(),
+            limit = exchange.limited_by(),
             "request"
         );
     }

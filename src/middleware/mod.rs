@@ -1,7 +1,8 @@
 //! The public request path, ordered in one place: [`public_stack`].
 //!
 //! ```text
-//! sensitive headers ► request id ► span ► access log ► request checks ► auth ► body limit ► proxy
+//! sensitive headers ► request id ► span ► access log ► per-IP limit ► request checks ► auth
+//!   ► per-client limits ► body limit ► proxy
 //! ```
 //!
 //! Each concern is a tower layer of its own; the response streams back out through the same
@@ -10,6 +11,8 @@
 pub(crate) mod access_log;
 pub(crate) mod body_limit;
 pub(crate) mod checks;
+pub(crate) mod client_limit;
+pub(crate) mod ip_limit;
 pub(crate) mod request_id;
 
 use std::convert::Infallible;
@@ -31,6 +34,9 @@ use tower_http::trace::TraceLayer;
 use self::access_log::AccessLogLayer;
 use self::body_limit::BodyLimitLayer;
 use self::checks::RequestChecksLayer;
+use self::client_limit::ClientLimitLayer;
+use self::ip_limit::IpLimitLayer;
+use crate::auth::dpop::proof::DPOP;
 use crate::auth::layer::AuthorizedBody;
 use crate::auth::{AuthLayer, Authenticator};
 use crate::http::body::ResponseBody;
@@ -38,6 +44,8 @@ use crate::http::exchange::PeerAddr;
 use crate::http::request_body::RequestBody;
 use crate::metrics::Metrics;
 use crate::proxy::{ForwardingOptions, ProxyService, Upstream};
+use crate::ratelimit::Limits;
+use crate::ratelimit::concurrency::SlotBody;
 
 /// The request body as the proxy forwards it, for a client body `B` (hyper's `Incoming` on
 /// the listener; any body in in-process tests).
@@ -53,6 +61,8 @@ pub struct StackSettings {
     pub max_body: Option<u64>,
     /// `Gateway__BodyIdleTimeout`.
     pub body_idle_timeout: Duration,
+    /// Rate and concurrency limits (`Limits::none` for none).
+    pub limits: Arc<Limits>,
 }
 
 /// The whole public request path, outermost layer first.
@@ -80,6 +90,7 @@ where
             header::AUTHORIZATION,
             header::COOKIE,
             header::PROXY_AUTHORIZATION,
+            DPOP,
         ]))
         // Request id before the span and the access log, which both carry it: the client's
         // id when it is safe, else a UUID; echoed on the response.
@@ -98,12 +109,19 @@ where
         )
         // Outside every refusal, so each exchange is logged and counted once.
         .layer(AccessLogLayer::new(settings.metrics.clone()))
+        // Before any other work, so every request from an address counts (token spraying too).
+        .layer(IpLimitLayer::new(
+            settings.limits.clone(),
+            &settings.forwarding.trusted_proxies,
+        ))
         // Cheap checks before any token work; normalizes the path once.
         .layer(RequestChecksLayer)
         // Token, route policy and role; nothing of the body is read before this passes.
-        .layer(AuthLayer::<ResponseBody>::new(
+        .layer(AuthLayer::<SlotBody<ResponseBody>>::new(
             settings.authenticator.clone(),
         ))
+        // After auth: keyed on the verified client and matched rule, so 401/403 never count.
+        .layer(ClientLimitLayer::new(settings.limits.clone()))
         // After auth, so a token-less oversize upload gets 401, not 413.
         .layer(BodyLimitLayer::new(
             settings.max_body,

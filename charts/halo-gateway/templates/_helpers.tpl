@@ -105,6 +105,12 @@ grace period can never disagree with what the process listens on.
 {{- if and .Values.sidecar.enabled (not (hasKey $env "Gateway__Upstream")) }}
 {{- $_ := set $env "Gateway__Upstream" (printf "http://127.0.0.1:%d" (int .Values.sidecar.upstreamPort)) }}
 {{- end }}
+{{- if hasKey $env "Gateway__Redis__Url" }}
+{{- fail "configuration.Gateway__Redis__Url may carry a password: put it in the Secret named by existingSecret (key Gateway__Redis__Url) and set redis.enabled=true" }}
+{{- end }}
+{{- if and .Values.redis.enabled (not .Values.existingSecret) }}
+{{- fail "redis.enabled needs existingSecret: the Secret whose key Gateway__Redis__Url holds the Redis URL" }}
+{{- end }}
 {{- if not (or (hasKey $env "Gateway__Upstream") .Values.existingSecret .Values.envFrom .Values.extraEnv) }}
 {{- fail "configuration.Gateway__Upstream is required: the base URL of Halo's API, e.g. --set configuration.Gateway__Upstream=http://cdrplatform-api:8080 (or provide it through existingSecret/envFrom/extraEnv)" }}
 {{- end }}

@@ -31,6 +31,7 @@ use self::replay::{MemoryReplay, Remembered, ReplayCache};
 use super::error::{AuthError, Challenge, DenyReason};
 use super::validate::{Confirmation, VerifiedToken};
 use crate::config::{Config, DPoPMode, decode_nonce_secret};
+use crate::redis::SharedRedis;
 
 /// What the proof is checked against: the request as the gateway received it.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +74,9 @@ impl Dpop {
 
     /// From validated configuration; warns about per-replica replay protection and a
     /// per-process nonce key, which weaken DPoP with several replicas.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    /// `redis` is the gateway's shared Redis (`Gateway__Redis__Url`), if any: the replay cache
+    /// then lives there.
+    pub fn from_config(config: &Config, redis: Option<SharedRedis>) -> Result<Self, String> {
         let settings = &config.auth.dpop;
         if settings.mode == DPoPMode::Disabled {
             return Ok(Self::disabled());
@@ -106,10 +109,8 @@ impl Dpop {
         } else {
             None
         };
-        let replay = match &config.gateway.redis.url {
-            Some(url) => ReplayCache::Redis(
-                RedisReplay::new(url).map_err(|e| format!("Gateway__Redis__Url: {e}"))?,
-            ),
+        let replay = match redis {
+            Some(redis) => ReplayCache::Redis(RedisReplay::new(redis)),
             None => {
                 tracing::warn!(
                     "the DPoP replay cache is in memory: with more than one replica, a proof \
