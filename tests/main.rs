@@ -11,6 +11,7 @@ mod dev_walkthrough;
 mod early_answers;
 mod hardening;
 mod key_cache;
+mod monitoring;
 mod observability;
 mod proxying;
 mod responses;
