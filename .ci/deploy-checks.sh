@@ -91,6 +91,7 @@ full_args=(
   --set ingress.tls.enabled=true --set ingress.tls.domain=halo.example.com --set ingress.tls.secretName=halo-tls
   --set existingSecret=halo-gateway-secrets --set metrics.serviceMonitor.enabled=true
   --set redis.enabled=true --set "redis.to[0].podSelector.matchLabels.app=redis"
+  --set metrics.dashboard.enabled=true --set metrics.prometheusRule.enabled=true
   --set configFile='[gateway]'
   --set 'extraEnv[0].name=Gateway__LogLevel' --set 'extraEnv[0].value=debug'
 )
@@ -108,7 +109,7 @@ chart = sys.argv[1]
 values = yaml.safe_load(open(f"{chart}/values.yaml"))
 readme = open(f"{chart}/README.md").read()
 whole = {"configuration", "ingress.annotations", "resources", "podSecurityContext", "securityContext",
-         "sidecar.podSecurityContext", "strategy.rollingUpdate"}
+         "sidecar.podSecurityContext", "strategy.rollingUpdate", "metrics.dashboard.labels"}
 missing = []
 def walk(d, prefix=""):
     for k, v in d.items():
@@ -145,13 +146,99 @@ echo "sidecar render: $(grep -c '^kind:' "$work/sidecar.yaml") objects valid, ch
 
 # --------------------------------------------------------------------------------------------
 section "helm template (all optional objects) + kubernetes-validate --strict $kube_version"
-# ServiceMonitor is a CRD without a bundled schema: rendered, but validated only as YAML.
+# ServiceMonitor and PrometheusRule are prometheus-operator CRDs, which kubernetes-validate has no
+# schema for: those two kinds (and only those) are split off and checked against a minimal schema
+# of the fields the chart sets; everything else is validated against Kubernetes' own schemas.
 helm template "$release" "$chart" --kube-version "$kube_version" "${full_args[@]}" > "$work/full.yaml"
-grep -q '^kind: ServiceMonitor' "$work/full.yaml" || fail "ServiceMonitor not rendered"
-helm template "$release" "$chart" --kube-version "$kube_version" "${full_args[@]}" \
-  --set metrics.serviceMonitor.enabled=false > "$work/full-core.yaml"
+"$TOOLS/venv/bin/python" - "$work/full.yaml" "$work/full-core.yaml" "$work/rules.yaml" <<'PY'
+import sys, jsonschema, yaml
+rendered, core_out, rules_out = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
+string_map = {"type": "object", "additionalProperties": {"type": "string"}}
+metadata = {"type": "object", "required": ["name", "namespace"],
+            "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": string_map}}
+duration = {"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w|y))+$"}
+rule = {"type": "object", "required": ["alert", "expr"], "additionalProperties": False,
+        "properties": {"alert": {"type": "string"}, "expr": {"type": "string"}, "for": duration,
+                       "labels": string_map, "annotations": string_map}}
+specs = {
+    "ServiceMonitor": {
+        "type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
+        "properties": {
+            "namespaceSelector": {"type": "object"},
+            "selector": {"type": "object", "required": ["matchLabels"]},
+            "endpoints": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["port"], "additionalProperties": False,
+                "properties": {"port": {"type": "string"}, "path": {"type": "string"},
+                               "interval": duration, "scrapeTimeout": duration}}}}},
+    "PrometheusRule": {
+        "type": "object", "required": ["groups"], "additionalProperties": False,
+        "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+            "properties": {"name": {"type": "string"}, "rules": {"type": "array", "minItems": 1, "items": rule}}}}}},
+}
+core, kinds = [], []
+for doc in docs:
+    spec = specs.get(doc.get("kind")) if doc.get("apiVersion") == "monitoring.coreos.com/v1" else None
+    if spec is None:
+        core.append(doc)
+        continue
+    jsonschema.validate(doc, {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+                              "properties": {"metadata": metadata, "spec": spec}})
+    kinds.append(doc["kind"])
+    if doc["kind"] == "PrometheusRule":
+        # promtool reads the rule groups without the CRD envelope.
+        yaml.safe_dump(doc["spec"], open(rules_out, "w"), sort_keys=False)
+missing = set(specs) - set(kinds)
+if missing:
+    sys.exit(f"not rendered: {', '.join(sorted(missing))}")
+yaml.safe_dump_all(core, open(core_out, "w"), sort_keys=False)
+print(f"CRD objects valid against their minimal schemas: {', '.join(kinds)}")
+PY
 kubernetes-validate --strict --quiet -k "$kube_version" "$work/full-core.yaml"
-echo "full render: $(grep -c '^kind:' "$work/full.yaml") objects, core ones valid"
+echo "full render: $(grep -c '^kind:' "$work/full.yaml") objects, $(grep -c '^kind:' "$work/full-core.yaml") validated against Kubernetes $kube_version"
+
+# --------------------------------------------------------------------------------------------
+section "Grafana dashboard ConfigMap; PrometheusRule through promtool check rules and test rules"
+"$TOOLS/venv/bin/python" - "$work/full.yaml" "$chart/dashboards" <<'PY'
+import json, os, sys, yaml
+rendered, folder = sys.argv[1:]
+maps = [d for d in yaml.safe_load_all(open(rendered)) if d and d["kind"] == "ConfigMap"
+        and (d["metadata"].get("labels") or {}).get("grafana_dashboard") == "1"]
+if len(maps) != 1:
+    sys.exit(f"want one ConfigMap labelled grafana_dashboard: \"1\", got {len(maps)}")
+data = maps[0]["data"]
+files = sorted(f for f in os.listdir(folder) if f.endswith(".json"))
+if sorted(data) != files:
+    sys.exit(f"dashboard ConfigMap holds {sorted(data)}, the chart has {files}")
+for name in files:
+    if json.loads(data[name]) != json.load(open(os.path.join(folder, name))):
+        sys.exit(f"{name} in the ConfigMap differs from {folder}/{name}")
+    print(f"{name}: {len(json.loads(data[name])['panels'])} panels, verbatim in {maps[0]['metadata']['name']}")
+PY
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing promtool (Debian package prometheus)"
+  if [ "$(id -u)" != 0 ]; then fail "need root to apt-get install prometheus (for promtool)"; fi
+  apt-get update -qq
+  # Without recommends: only promtool is wanted, not the exporters. No service starts in a
+  # container (policy-rc.d) or a CI job.
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool --version | head -1
+promtool check rules "$work/rules.yaml"
+# The unit tests load the rendered rules as rules.yaml beside themselves.
+cp .ci/alert-rules.test.yaml "$work/alert-rules.test.yaml"
+promtool test rules "$work/alert-rules.test.yaml"
+# The checked-in render is what the README links to and what tests/monitoring.rs checks against
+# a running gateway's /metrics.
+rules_example=$chart/examples/prometheusrule-rendered.yaml
+rules_render=(helm template halo-gateway "$chart" --kube-version "$kube_version" --namespace monitoring
+  --set configuration.Gateway__Upstream=http://cdrplatform-api:8080 --set metrics.prometheusRule.enabled=true
+  --show-only templates/prometheusrule.yaml)
+"${rules_render[@]}" > "$work/prometheusrule.yaml"
+diff -u "$rules_example" "$work/prometheusrule.yaml" \
+  || fail "$rules_example is stale; regenerate it with: ${rules_render[*]} > $rules_example"
+echo "$rules_example up to date"
 
 # --------------------------------------------------------------------------------------------
 section "chart refuses broken values"

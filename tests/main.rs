@@ -12,6 +12,7 @@ mod dpop;
 mod early_answers;
 mod hardening;
 mod key_cache;
+mod monitoring;
 mod observability;
 mod proxying;
 mod rate_limits;
