@@ -228,7 +228,10 @@ impl Worker {
         runtime.block_on(async move {
             match TcpListener::from_std(self.listener) {
                 Ok(listener) => {
-                    let stack = middleware::public_stack(&self.settings, self.upstream);
+                    let stack = middleware::SharedStack::new(middleware::public_stack(
+                        &self.settings,
+                        self.upstream,
+                    ));
                     serve_public(listener, stack, &self.limits, self.permits, self.shutdown).await
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register the listener with a worker"),
@@ -302,7 +305,7 @@ pub async fn shutdown_signal() {
 
 async fn serve_public<S, B>(
     listener: TcpListener,
-    stack: S,
+    stack: middleware::SharedStack<S>,
     limits: &GatewayConfig,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -313,6 +316,7 @@ async fn serve_public<S, B>(
             Error = std::convert::Infallible,
         > + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send + 'static,
     B: http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,

@@ -625,7 +625,10 @@ async fn redis_shares_the_replay_cache_and_its_failure_refuses_with_503() {
         return;
     };
     let redis_url = redis.url();
-    let settings = [(MODE, "Allowed"), ("Gateway__Redis__Url", redis_url.as_str())];
+    let settings = [
+        (MODE, "Allowed"),
+        ("Gateway__Redis__Url", redis_url.as_str()),
+    ];
     let env = TestEnv::with_settings(&settings).await;
     let second = halo_gateway::start(&config_for(
         env.issuer.url(),

@@ -12,11 +12,11 @@ pub(crate) mod access_log;
 pub(crate) mod body_limit;
 pub(crate) mod checks;
 pub(crate) mod client_limit;
+pub(crate) mod connection;
 pub(crate) mod ip_limit;
 pub(crate) mod request_id;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +24,12 @@ use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper_util::service::TowerToHyperService;
 use tower::{Service, ServiceBuilder};
-use tower_http::add_extension::AddExtension;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
+
+pub use self::connection::{SharedStack, connection_service};
 
 use self::access_log::AccessLogLayer;
 use self::body_limit::BodyLimitLayer;
@@ -40,7 +40,6 @@ use crate::auth::dpop::proof::DPOP;
 use crate::auth::layer::AuthorizedBody;
 use crate::auth::{AuthLayer, Authenticator};
 use crate::http::body::ResponseBody;
-use crate::http::exchange::PeerAddr;
 use crate::http::request_body::RequestBody;
 use crate::metrics::Metrics;
 use crate::proxy::{ForwardingOptions, ProxyService, Upstream};
@@ -76,15 +75,13 @@ pub fn public_stack<B>(
     Future: Send + 'static,
 > + Clone
 + Send
++ Sync
 + 'static
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     ServiceBuilder::new()
-        // Boxed: hyper keeps a slot for the service and its future for a connection's whole
-        // life, so the unboxed stack would make every idle keep-alive connection larger.
-        .boxed_clone()
         // First, so nothing below can log or debug-print a credential.
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -132,15 +129,6 @@ where
             settings.forwarding.clone(),
             settings.metrics.clone(),
         ))
-}
-
-/// The stack for one accepted connection: its peer address goes into every request's
-/// extensions (for `X-Forwarded-For` and trusted-proxy checks).
-pub fn connection_service<S>(
-    stack: S,
-    peer: SocketAddr,
-) -> TowerToHyperService<AddExtension<S, PeerAddr>> {
-    TowerToHyperService::new(AddExtension::new(stack, PeerAddr(peer)))
 }
 
 fn request_span<B>(request: &Request<B>) -> tracing::Span {
