@@ -1,21 +1,21 @@
 //! How a worker's one stack serves many connections.
 //!
-//! hyper keeps, for a connection's whole life, the service and a slot for its future. Each
-//! connection therefore holds an `Arc` to the stack (not a copy of it), and each request clones
-//! the stack — a handful of `Arc`s, no allocation — and boxes its future once, so an idle
-//! keep-alive connection costs a few bytes here, not the stack's size.
+//! hyper keeps, for a connection's whole life, its service and a slot sized for the service's
+//! future. So a connection holds an `Arc` to its worker's stack (not a copy), and each request
+//! clones the stack (a handful of `Arc`s, no allocation) and boxes its whole future once: an
+//! idle keep-alive connection then costs a pointer here, not the stack's or a request's size.
+//! This adapter replaces hyper-util's `TowerToHyperService` + tower-http's `AddExtension`,
+//! whose future holds the request inline (hundreds of bytes per idle connection, measured in
+//! docs/performance.md).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::Request;
-use hyper_util::service::TowerToHyperService;
 use tower::{Service, ServiceExt};
-use tower_http::add_extension::AddExtension;
 
 use crate::http::exchange::PeerAddr;
 
@@ -34,9 +34,23 @@ impl<S> Clone for SharedStack<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for SharedStack<S>
+/// The hyper service of one accepted connection: the shared stack, and the peer address that
+/// goes into every request's extensions (for `X-Forwarded-For` and trusted-proxy checks).
+pub struct ConnectionService<S> {
+    stack: SharedStack<S>,
+    peer: PeerAddr,
+}
+
+pub fn connection_service<S>(stack: SharedStack<S>, peer: SocketAddr) -> ConnectionService<S> {
+    ConnectionService {
+        stack,
+        peer: PeerAddr(peer),
+    }
+}
+
+impl<S, B> hyper::service::Service<Request<B>> for ConnectionService<S>
 where
-    S: Service<Request<B>, Error = Infallible> + Clone + Send + Sync + 'static,
+    S: Service<Request<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -44,21 +58,8 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, Infallible>> + Send>>;
 
-    /// Always ready: readiness is the per-request clone's, awaited inside the future.
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn call(&self, mut request: Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
+        Box::pin(S::clone(&self.stack.0).oneshot(request))
     }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        Box::pin(S::clone(&self.0).oneshot(request))
-    }
-}
-
-/// The service for one accepted connection: its peer address goes into every request's
-/// extensions (for `X-Forwarded-For` and trusted-proxy checks).
-pub fn connection_service<S>(
-    stack: SharedStack<S>,
-    peer: SocketAddr,
-) -> TowerToHyperService<AddExtension<SharedStack<S>, PeerAddr>> {
-    TowerToHyperService::new(AddExtension::new(stack, PeerAddr(peer)))
 }
