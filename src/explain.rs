@@ -226,6 +226,7 @@ pub async fn explain(config: &Config, request: &ExplainRequest) -> Explanation {
                 &keys,
                 &decoded.header,
                 &decoded.claims,
+                token,
                 decoded.message,
                 decoded.signature,
                 now,
@@ -327,12 +328,13 @@ async fn explain_decoded(
     keys: &KeyStore,
     header: &Map<String, Value>,
     claims: &Map<String, Value>,
+    token: &str,
     message: &str,
     signature: &str,
     now: f64,
     dpop: bool,
 ) {
-    let (alg, kid) = match validator.check_header(header) {
+    let (alg, kid) = match validator.check_jws_header(token, header) {
         Ok(found) => found,
         Err(e) => {
             report.fail("header", &e.description, &fix_for(e.reason, config));

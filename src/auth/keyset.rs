@@ -1,19 +1,30 @@
 //! JWKS ingestion, key by key (RFC 7517 §5): a key that is unsupported or malformed is skipped
-//! with a reason, never failing the whole set.
+//! with a reason, never failing the whole set (so `JwkSet`, which fails whole, is not used).
 //!
-//! Dropped: `use: enc`, symmetric (`oct`) keys, RSA under 2048 bits or with an even or < 3
-//! exponent, keys carrying private members, keys without `kid`, and every key of a `kid` that
-//! appears twice (refused rather than guessed). A JWK `alg` binds the key to that algorithm.
+//! jsonwebtoken reads each key ([`Jwk`]) and builds its [`DecodingKey`]
+//! ([`DecodingKey::from_jwk`]). Around it, the rules it does not enforce: dropped are `use: enc`
+//! keys (silently), `key_ops` without `verify`, keys carrying private members, keys without a
+//! `kid`, symmetric (`oct`) keys and other types or curves, RSA under 2048 bits or with an even
+//! or < 3 exponent, and every key of a `kid` that appears twice (refused rather than guessed).
+//! A JWK `alg` binds the key to that algorithm.
+//!
+//! Each key is also parsed once by aws-lc per algorithm it allows, and [`PROVIDER`] hands that
+//! parsed key to jsonwebtoken's signature check: jsonwebtoken's own aws-lc verifier rebuilds an
+//! RSA key from `n`/`e` on every call (see docs/performance.md).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Once};
 
 use aws_lc_rs::signature::{
     self as sig, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents, VerificationAlgorithm,
 };
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::crypto::{CryptoProvider, JwtVerifier, aws_lc};
+use jsonwebtoken::errors::Result as JwtResult;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, TokenData, Validation};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 use crate::http::text::printable;
@@ -36,13 +47,14 @@ pub const ALLOWED_ALGS: &[Algorithm] = &[
 
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// A public key ready to verify signatures, parsed once per allowed algorithm when the JWKS
-/// is ingested (verifying then costs only the signature check, not a key rebuild).
+/// A JWKS key: jsonwebtoken's [`DecodingKey`], plus aws-lc's parsed form of it for each
+/// algorithm it allows (built at ingestion, used by [`PROVIDER`]).
 pub struct VerifyKey {
     pub kid: Arc<str>,
     /// Algorithms this key may verify: the JWK's `alg`, or every algorithm of its type.
     pub algorithms: Vec<Algorithm>,
-    verifiers: Vec<(Algorithm, ParsedPublicKey)>,
+    decoding: DecodingKey,
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -59,15 +71,107 @@ impl VerifyKey {
         self.algorithms.contains(&alg)
     }
 
-    /// Checks a JWS signature (base64url, as in the token) over `message` with `alg`.
-    pub fn verify(&self, alg: Algorithm, message: &[u8], signature_b64: &str) -> bool {
-        let Some((_, key)) = self.verifiers.iter().find(|(a, _)| *a == alg) else {
+    /// jsonwebtoken's `decode` with this key: header, signature, then `validation`'s claim
+    /// checks. The claims are only skipped over here; callers read them from the strict parse.
+    pub fn decode(
+        self: &Arc<Self>,
+        token: &str,
+        validation: &Validation,
+    ) -> JwtResult<TokenData<IgnoredAny>> {
+        let _in_use = InUse::enter(self);
+        jsonwebtoken::decode(token, &self.decoding, validation)
+    }
+
+    /// jsonwebtoken's signature check alone: `signature_b64` (as in the token) over `message`.
+    pub fn verify(self: &Arc<Self>, alg: Algorithm, message: &[u8], signature_b64: &str) -> bool {
+        if !self.accepts(alg) {
             return false;
-        };
-        match URL_SAFE_NO_PAD.decode(signature_b64) {
-            Ok(signature) => key.verify_sig(message, &signature).is_ok(),
-            Err(_) => false,
         }
+        let _in_use = InUse::enter(self);
+        jsonwebtoken::crypto::verify(signature_b64, message, &self.decoding, alg).unwrap_or(false)
+    }
+}
+
+thread_local! {
+    /// The key a [`VerifyKey`] call on this thread is verifying with, for [`PROVIDER`].
+    static IN_USE: RefCell<Option<Arc<VerifyKey>>> = const { RefCell::new(None) };
+}
+
+/// Marks a key as in use on this thread for the length of one jsonwebtoken call.
+struct InUse(Option<Arc<VerifyKey>>);
+
+impl InUse {
+    fn enter(key: &Arc<VerifyKey>) -> Self {
+        Self(IN_USE.replace(Some(key.clone())))
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        IN_USE.set(self.0.take());
+    }
+}
+
+/// jsonwebtoken's aws-lc provider, except that verifying with the [`DecodingKey`] of the
+/// [`VerifyKey`] in use uses the key aws-lc parsed at ingestion.
+pub static PROVIDER: LazyLock<CryptoProvider> = LazyLock::new(|| CryptoProvider {
+    verifier_factory: pre_parsed_verifier,
+    ..aws_lc::DEFAULT_PROVIDER.clone()
+});
+
+/// Makes [`PROVIDER`] jsonwebtoken's process-wide provider (before the first key exists).
+fn install_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        if PROVIDER.install_default().is_err() {
+            tracing::warn!(
+                "jsonwebtoken's crypto provider was chosen elsewhere; RSA keys are rebuilt for every signature check"
+            );
+        }
+    });
+}
+
+fn pre_parsed_verifier(alg: &Algorithm, key: &DecodingKey) -> JwtResult<Box<dyn JwtVerifier>> {
+    let in_use = IN_USE.with_borrow(|in_use| {
+        in_use
+            .as_ref()
+            .filter(|k| std::ptr::eq(&k.decoding, key))
+            .and_then(|k| {
+                let index = k.parsed.iter().position(|(a, _)| a == alg)?;
+                Some(PreParsed {
+                    key: k.clone(),
+                    index,
+                })
+            })
+    });
+    match in_use {
+        Some(verifier) => Ok(Box::new(verifier)),
+        None => (aws_lc::DEFAULT_PROVIDER.verifier_factory)(alg, key),
+    }
+}
+
+/// A signature check with a key parsed at ingestion.
+struct PreParsed {
+    key: Arc<VerifyKey>,
+    index: usize,
+}
+
+impl jsonwebtoken::signature::Verifier<Vec<u8>> for PreParsed {
+    fn verify(
+        &self,
+        message: &[u8],
+        signature: &Vec<u8>,
+    ) -> Result<(), jsonwebtoken::signature::Error> {
+        self.key.parsed[self.index]
+            .1
+            .verify_sig(message, signature)
+            .map_err(|_| jsonwebtoken::signature::Error::new())
+    }
+}
+
+impl JwtVerifier for PreParsed {
+    fn algorithm(&self) -> Algorithm {
+        self.key.parsed[self.index].0
     }
 }
 
@@ -80,6 +184,7 @@ pub struct ParsedKeySet {
 
 /// Parses a JWKS document. Fails only when the document itself is not a key set.
 pub fn parse_jwks(body: &[u8]) -> Result<ParsedKeySet, String> {
+    install_provider();
     let doc: Value =
         serde_json::from_slice(body).map_err(|e| format!("the key set is not JSON ({e})"))?;
     let keys = doc
@@ -177,54 +282,64 @@ fn parse_key(jwk: &Value) -> Result<Option<VerifyKey>, String> {
             vec![alg]
         }
     };
-    // RSA keys are built from n/e by aws-lc; EC and Ed25519 keys are parsed from their
-    // bytes (an uncompressed point, raw Ed25519).
-    let public = match kty {
-        "RSA" => PublicKey::Rsa(rsa_components(obj)?),
-        "EC" => {
-            let x = b64_member(obj, "x")?;
-            let y = b64_member(obj, "y")?;
+    let jwk = Jwk::deserialize(&unpadded(obj)).map_err(|e| format!("it is not a JWK ({e})"))?;
+    let decoding = DecodingKey::from_jwk(&jwk)
+        .map_err(|e| format!("jsonwebtoken cannot use it ({})", printable(&e.to_string())))?;
+    match decoding.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => check_rsa(n, e)?,
+        DecodingKeyKind::SecretOrDer(point) if kty == "EC" => {
+            // x and y are each one field element (RFC 7518 §6.2.1.2), not just 2 in total.
             let size = if algorithms.contains(&Algorithm::ES256) {
                 32
             } else {
                 48
             };
-            if x.len() != size || y.len() != size {
+            let length =
+                |name| str_member(obj, name).map(|s| s.map(|s| s.trim_end_matches('=').len()));
+            let same_length = length("x")? == length("y")?;
+            if !same_length || point.len() != 1 + 2 * size {
                 return Err("EC coordinates have the wrong length".into());
             }
-            PublicKey::Bytes([&[0x04][..], &x, &y].concat())
         }
-        _ => {
-            let x = b64_member(obj, "x")?;
-            if x.len() != 32 {
-                return Err("Ed25519 key has the wrong length".into());
-            }
-            PublicKey::Bytes(x)
-        }
-    };
-    let verifiers = algorithms
+        DecodingKeyKind::SecretOrDer(_) => {}
+    }
+    let parsed = algorithms
         .iter()
-        .map(|alg| {
-            let parsed = match &public {
-                PublicKey::Rsa(components) => components.to_parsed_public_key(rsa_parameters(*alg)),
-                PublicKey::Bytes(bytes) => ParsedPublicKey::new(curve_algorithm(*alg), bytes),
-            };
-            parsed
-                .map(|key| (*alg, key))
-                .map_err(|e| format!("the key is rejected by the crypto library ({e})"))
-        })
+        .map(|alg| pre_parse(&decoding, *alg).map(|key| (*alg, key)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(VerifyKey {
         kid,
         algorithms,
-        verifiers,
+        decoding,
+        parsed,
     }))
 }
 
-/// A JWK's public key, checked, before aws-lc parses it once per allowed algorithm.
-enum PublicKey {
-    Rsa(RsaPublicKeyComponents<Vec<u8>>),
-    Bytes(Vec<u8>),
+/// The JWK with `=` padding dropped from its base64url members: RFC 7515 §2 says unpadded,
+/// some issuers pad anyway, and jsonwebtoken refuses padding.
+fn unpadded(obj: &Map<String, Value>) -> Value {
+    let mut obj = obj.clone();
+    for name in ["n", "e", "x", "y"] {
+        if let Some(Value::String(text)) = obj.get_mut(name) {
+            let trimmed = text.trim_end_matches('=').len();
+            text.truncate(trimmed);
+        }
+    }
+    Value::Object(obj)
+}
+
+/// aws-lc's parsed form of `key` for `alg`, with the same aws-lc algorithm jsonwebtoken's
+/// provider would use.
+fn pre_parse(key: &DecodingKey, alg: Algorithm) -> Result<ParsedPublicKey, String> {
+    let parsed = match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => RsaPublicKeyComponents {
+            n: strip_leading_zeros(n),
+            e: strip_leading_zeros(e),
+        }
+        .to_parsed_public_key(rsa_parameters(alg)),
+        DecodingKeyKind::SecretOrDer(bytes) => ParsedPublicKey::new(curve_algorithm(alg), bytes),
+    };
+    parsed.map_err(|e| format!("the key is rejected by the crypto library ({e})"))
 }
 
 /// aws-lc's RSA parameters for a JWS `alg` (RFC 7518 §3.3, §3.5).
@@ -249,12 +364,10 @@ fn curve_algorithm(alg: Algorithm) -> &'static dyn VerificationAlgorithm {
     }
 }
 
-/// Checks an RSA JWK's size and exponent and returns its components without leading zeros.
-fn rsa_components(obj: &Map<String, Value>) -> Result<RsaPublicKeyComponents<Vec<u8>>, String> {
-    let n = b64_member(obj, "n")?;
-    let e = b64_member(obj, "e")?;
-    let n = strip_leading_zeros(&n);
-    let e = strip_leading_zeros(&e);
+/// An RSA key's size and exponent (RFC 8725 §3.5: at least 2048 bits).
+fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), String> {
+    let n = strip_leading_zeros(n);
+    let e = strip_leading_zeros(e);
     let Some(top) = n.first() else {
         return Err("RSA modulus is empty".into());
     };
@@ -269,10 +382,7 @@ fn rsa_components(obj: &Map<String, Value>) -> Result<RsaPublicKeyComponents<Vec
     if exponent < 3 || exponent % 2 == 0 {
         return Err(format!("RSA exponent {exponent} is even or under 3"));
     }
-    Ok(RsaPublicKeyComponents {
-        n: n.to_vec(),
-        e: e.to_vec(),
-    })
+    Ok(())
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -288,16 +398,11 @@ fn str_member<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
     }
 }
 
-fn b64_member(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
-    let text = str_member(obj, name)?.ok_or_else(|| format!("it has no '{name}'"))?;
-    URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .map_err(|_| format!("'{name}' is not base64url"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     fn rsa(kid: &str, bits: usize, e: &[u8]) -> Value {

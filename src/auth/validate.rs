@@ -1,13 +1,20 @@
 //! One bearer token -> a [`VerifiedToken`], or the precise reason it is refused.
 //!
-//! jsonwebtoken supplies the signature check only; every other rule is enforced here because
-//! the library leaves gaps (RFC 8725, RFC 9068 §4): `iss`/`aud`/`sub`/`exp` are required and
-//! type-checked (a claim of the wrong type is invalid, not absent), `iat` may not be in the
-//! future and bounds the lifetime, `typ` must be absent or `at+jwt`, header extensions
-//! (`crit`, `jku`, `x5u`, `jwk`, `x5c`, `b64`, `cty`) are refused, duplicate JSON members are
-//! refused, `cnf` (DPoP-bound) tokens are refused under the Bearer scheme ([`Validator::validate`];
-//! the DPoP path uses [`Validator::verify`] and compares `cnf.jkt` itself), and the length is
-//! capped before any parsing.
+//! jsonwebtoken does the JWT work: it reads the header ([`jsonwebtoken::decode_header`]),
+//! verifies the signature with the JWKS key it built ([`super::keyset::VerifyKey::decode`]), and validates
+//! `iss`, `aud`, `exp`/`nbf` with the clock skew and the presence of `iss`/`aud`/`sub`/`exp`
+//! ([`Validation`]). A token it refuses is refused.
+//!
+//! Around it, the rules it does not enforce (RFC 8725, RFC 9068 §4), as pre-checks: the length
+//! cap before any parsing; the JWS shape and duplicate JSON members ([`decode`]); `alg` from
+//! the asymmetric set, `typ` absent or `at+jwt`, no `crit`/`jku`/`x5u`/`jwk`/`x5c`/`b64`/`cty`,
+//! a bounded `kid` ([`Validator::check_header`]); and once the signature holds, claim types (a
+//! claim of the wrong type is invalid, not absent), `iat` not in the future, `exp - iat` within
+//! `MaxTokenLifetime` ([`Validator::check_claims`]); no `cnf` under Bearer
+//! ([`Validator::validate`]; the DPoP path uses [`Validator::verify`] and compares `cnf.jkt`
+//! itself). jsonwebtoken reports only an error kind, and checks time against the system clock in whole seconds, so
+//! `check_claims` also names the first failing rule in the order clients have always seen, to
+//! the fraction of a second; the `check_*` helpers re-check `exp`/`nbf` of cached tokens.
 //!
 //! A verified token is remembered (keyed by its SHA-256) until its `exp`, so a client reusing
 //! its token costs one signature check; time claims are still checked on every request.
@@ -18,7 +25,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::access::{ClaimRules, TokenAccess};
@@ -29,6 +37,10 @@ use super::strict_json::parse_object;
 use crate::config::AuthConfig;
 use crate::http::text::{quote, seconds};
 use crate::metrics::Metrics;
+
+/// jsonwebtoken computes `now - leeway` in unsigned seconds: a larger skew (ten years) could
+/// underflow it.
+const MAX_LIBRARY_LEEWAY: u64 = 10 * 365 * 86_400;
 
 /// Header members that name an extension or a key source we will not honour.
 const FORBIDDEN_HEADER_MEMBERS: &[&str] = &["crit", "b64", "cty", "jku", "x5u", "jwk", "x5c"];
@@ -138,6 +150,8 @@ pub struct Validator {
     max_lifetime: f64,
     max_len: usize,
     claim_rules: ClaimRules,
+    /// jsonwebtoken's claim checks, one per accepted algorithm (a `Validation` names it).
+    validations: Vec<(Algorithm, Validation)>,
     metrics: Arc<Metrics>,
 }
 
@@ -170,6 +184,10 @@ impl Validator {
             max_lifetime: config.max_token_lifetime.as_secs_f64(),
             max_len: config.max_token_length,
             claim_rules: ClaimRules::from_config(config),
+            validations: ALLOWED_ALGS
+                .iter()
+                .map(|alg| (*alg, library_validation(*alg, config)))
+                .collect(),
             metrics,
         });
         let weak = Arc::downgrade(&validator);
@@ -250,7 +268,7 @@ impl Validator {
         }
         self.metrics.token_cache_misses.inc();
         let decoded = decode(token)?;
-        let (alg, kid) = self.check_header(&decoded.header)?;
+        let (alg, kid) = self.check_jws_header(token, &decoded.header)?;
         let key = match self.keys.lookup(&kid).await {
             KeyLookup::Found(key) => key,
             KeyLookup::Unknown => {
@@ -279,19 +297,49 @@ impl Validator {
             ));
         }
         self.metrics.signature_verifications.inc();
-        let verified = key.verify(alg, decoded.message.as_bytes(), decoded.signature);
-        if !verified {
+        let verdict = key.decode(token, self.validation(alg));
+        if let Err(e) = &verdict
+            && !is_claims_refusal(e.kind())
+        {
             return Err(AuthError::new(
                 DenyReason::BadSignature,
                 format!("the signature does not verify with key {}", quote(&kid)),
             ));
         }
+        // The signature holds: the first rule the claims break, in the documented order.
         let token_data = self.check_claims(&decoded.claims, key.kid.clone(), alg, now)?;
+        if let Err(e) = verdict {
+            return Err(library_refusal(&e));
+        }
         let token_data = Arc::new(token_data);
         if let Some(cache) = &self.cache {
             cache.insert(cache_key, token_data.clone());
         }
         Ok(token_data)
+    }
+
+    /// The header pre-checks ([`Self::check_header`]), then jsonwebtoken's reading of it, which
+    /// also refuses registered parameters of the wrong type (RFC 7515 §4.1).
+    pub fn check_jws_header(
+        &self,
+        token: &str,
+        header: &Map<String, Value>,
+    ) -> Result<(Algorithm, String), AuthError> {
+        let (alg, kid) = self.check_header(header)?;
+        jsonwebtoken::decode_header(token).map_err(|e| {
+            AuthError::new(
+                DenyReason::Malformed,
+                format!("the token is malformed: the header does not fit RFC 7515 ({e})"),
+            )
+        })?;
+        Ok((alg, kid))
+    }
+
+    fn validation(&self, alg: Algorithm) -> &Validation {
+        self.validations
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map_or(&self.validations[0].1, |(_, v)| v)
     }
 
     /// `alg`, `typ`, extensions and `kid`.
@@ -598,6 +646,65 @@ fn numeric(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, AuthE
             DenyReason::Malformed,
             format!("the claim '{name}' is not a number"),
         )),
+    }
+}
+
+/// jsonwebtoken's checks for a token signed with `alg`.
+fn library_validation(alg: Algorithm, config: &AuthConfig) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.set_issuer(&config.valid_issuers);
+    validation.set_audience(&config.valid_audiences);
+    validation.set_required_spec_claims(&["iss", "aud", "sub", "exp"]);
+    validation.validate_nbf = true;
+    // It compares whole seconds (claims rounded, clock truncated): the skew rounded up, plus
+    // one second, keeps it from refusing a token the exact check accepts.
+    validation.leeway = (whole_seconds_up(config.clock_skew) + 1).min(MAX_LIBRARY_LEEWAY);
+    validation
+}
+
+fn whole_seconds_up(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Whether jsonwebtoken refused the claims (its signature check passed).
+fn is_claims_refusal(kind: &ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::ExpiredSignature
+            | ErrorKind::ImmatureSignature
+            | ErrorKind::InvalidIssuer
+            | ErrorKind::InvalidAudience
+            | ErrorKind::InvalidSubject
+            | ErrorKind::MissingRequiredClaim(_)
+            | ErrorKind::InvalidClaimFormat(_)
+            | ErrorKind::Json(_)
+    )
+}
+
+/// jsonwebtoken refused claims that [`Validator::check_claims`] accepted: a NumericDate it cannot
+/// read (negative, beyond u64), or a clock edge of under a second.
+fn library_refusal(e: &JwtError) -> AuthError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::new(DenyReason::Expired, "the token has expired"),
+        ErrorKind::ImmatureSignature => {
+            AuthError::new(DenyReason::NotYetValid, "the token is not valid yet")
+        }
+        ErrorKind::InvalidIssuer => {
+            AuthError::new(DenyReason::WrongIssuer, "the issuer is not accepted")
+        }
+        ErrorKind::InvalidAudience => {
+            AuthError::new(DenyReason::WrongAudience, "the audience is not accepted")
+        }
+        ErrorKind::MissingRequiredClaim(name) | ErrorKind::InvalidClaimFormat(name) => {
+            AuthError::new(
+                DenyReason::Malformed,
+                format!("the claim {} is not a valid number", quote(name)),
+            )
+        }
+        _ => AuthError::new(
+            DenyReason::Malformed,
+            format!("the claims are refused ({e})"),
+        ),
     }
 }
 
