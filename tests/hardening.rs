@@ -113,6 +113,28 @@ async fn header_extensions_and_key_sources_are_refused() {
 }
 
 #[tokio::test]
+async fn what_jsonwebtoken_cannot_read_is_refused_as_malformed() {
+    let env = TestEnv::start().await;
+    let kid = env.issuer.current_kid();
+    // RFC 7515 §4.1.7: x5t is a string; jsonwebtoken's header reading refuses a number.
+    for (x5t, expected) in [(json!(5), 401), (json!("dGh1bWJwcmludA"), 200)] {
+        let header = json!({ "alg": "RS256", "kid": kid, "x5t": x5t });
+        let (status, www) =
+            status_of(&env, &env.issuer.sign_with_header(&header, &env.claims())).await;
+        assert_eq!(status, expected, "x5t {x5t}: {www}");
+        if expected == 401 {
+            assert!(www.contains("does not fit RFC 7515"), "{www}");
+        }
+    }
+    // A NumericDate before 1970 (RFC 7519 §2) is one jsonwebtoken cannot read.
+    let mut claims = env.claims();
+    claims["nbf"] = json!(-1);
+    let (status, www) = status_of(&env, &env.issuer.sign(&claims)).await;
+    assert_eq!(status, 401);
+    assert!(www.contains("'nbf' is not a valid number"), "{www}");
+}
+
+#[tokio::test]
 async fn dpop_bound_tokens_are_refused_under_bearer() {
     let env = TestEnv::start().await;
     let mut claims = env.claims();

@@ -4,7 +4,8 @@
 //! once; `check_header` and `check_claims` never touch the network (`validate()` might fetch
 //! keys, so it is not called). Input: byte 0 picks the mode, bytes 1..5 the clock (`now`,
 //! Unix seconds, little-endian u32), the rest is
-//! - mode 0: a compact token, decoded, then its header and claims checked;
+//! - mode 0: a compact token, decoded, then its header (pre-checks, and with jsonwebtoken's
+//!   `decode_header`) and claims checked;
 //! - mode 1: a claims JSON object (strict parser), checked with `check_claims`;
 //! - mode 2: a header JSON object, checked with `check_header`.
 
@@ -15,7 +16,7 @@ mod common;
 
 use std::sync::{Arc, LazyLock};
 
-use halo_gateway::auth::AuthError;
+use halo_gateway::auth::{AuthError, DenyReason};
 use halo_gateway::auth::jwks::Fetcher;
 use halo_gateway::auth::keys::KeyStore;
 use halo_gateway::auth::keyset::{ALLOWED_ALGS, MAX_KID_LEN};
@@ -77,6 +78,20 @@ fn check_header(header: &Map<String, Value>) -> Option<(Algorithm, String)> {
             common::check_error(&e);
             None
         }
+    }
+}
+
+/// jsonwebtoken's reading of the header after the pre-checks refuses only more, as malformed.
+fn check_jws_header(token: &str, header: &Map<String, Value>) {
+    let validator = &FIXTURE.validator;
+    match (validator.check_header(header), validator.check_jws_header(token, header)) {
+        (Ok(pre), Ok(full)) => assert_eq!(pre, full),
+        (Err(pre), Err(full)) => assert_eq!(pre, full),
+        (Ok(_), Err(e)) => {
+            assert_eq!(e.reason, DenyReason::Malformed, "{e:?}");
+            common::check_error(&e);
+        }
+        (Err(e), Ok(_)) => panic!("jsonwebtoken's reading let through a header the pre-checks refuse: {e:?}"),
     }
 }
 
@@ -154,6 +169,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!decoded.signature.is_empty());
                     assert_eq!(decoded.message.matches('.').count(), 1);
                     let (alg, kid) = check_header(&decoded.header).unwrap_or((Algorithm::RS256, "k".into()));
+                    check_jws_header(&token, &decoded.header);
                     check_claims(&decoded.claims, &kid, alg, now);
                 }
                 Err(e) => check_decode_error(&token, &e),

@@ -488,6 +488,27 @@ mod tests {
         assert!(set.skipped.iter().any(|s| s.contains("share this kid")));
     }
 
+    #[test]
+    fn jsonwebtoken_reads_each_key_and_padded_members_are_tolerated() {
+        let mut padded = rsa("padded", 2048, &[1, 0, 1]);
+        padded["n"] = json!(format!("{}==", padded["n"].as_str().expect("n")));
+        let mut bad_chain = rsa("chain", 2048, &[1, 0, 1]);
+        bad_chain["x5c"] = json!("not a certificate list");
+        let mut no_modulus = rsa("no-n", 2048, &[1, 0, 1]);
+        no_modulus.as_object_mut().expect("object").remove("n");
+        let set = parse(vec![padded, bad_chain, no_modulus]);
+        assert_eq!(kids(&set), ["padded"]);
+        let skipped = set.skipped.join("\n");
+        assert!(
+            skipped.contains("key 'chain' skipped: it is not a JWK"),
+            "{skipped}"
+        );
+        assert!(
+            skipped.contains("key 'no-n' skipped: jsonwebtoken cannot use it"),
+            "{skipped}"
+        );
+    }
+
     fn b64(bytes: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(bytes)
     }
