@@ -4,15 +4,16 @@
 //!
 //! - `validate/cached_hit`: a token already in the verified-token cache (SHA-256 of the token,
 //!   moka lookup, key-still-present check, exp/nbf check).
-//! - `validate/fresh_rs256`: a never-seen RS256-2048 token: decode, strict JSON parse of
-//!   header and claims, key lookup, signature verification, claim checks. The validator has
+//! - `validate/fresh_rs256`: a never-seen RS256-2048 token: the pre-checks (decode, strict JSON
+//!   parse of header and claims), key lookup, jsonwebtoken's `decode_header` and `decode`
+//!   (signature with the pre-parsed key, `Validation`), claim checks. The validator has
 //!   `TokenCacheSize = 0`, so nothing is remembered between iterations; a pool of distinct
 //!   tokens (unique `jti`) is cycled anyway.
 //! - `rsa_baseline/*`: the raw aws-lc-rs RS256 verification of the same token's signing input:
 //!   `components_verify` is what jsonwebtoken's verify does per call (`RsaPublicKeyComponents::verify`,
 //!   which builds the RSA key from n/e every time), `parsed_verify` is a key parsed once
-//!   (`ParsedPublicKey::verify_sig`), which is what the gateway does since keys are parsed at
-//!   JWKS ingestion: the floor for an RSA check.
+//!   (`ParsedPublicKey::verify_sig`), which is what the gateway's jsonwebtoken `CryptoProvider`
+//!   does with keys parsed at JWKS ingestion: the floor for an RSA check.
 //! - `policy/*`: path normalisation and route matching with Halo's default rules.
 //! - `headers/rewrite_request`: the request header rewrite for a typical client request.
 //!
