@@ -21,7 +21,7 @@ use halo_gateway::auth::jwks::Fetcher;
 use halo_gateway::auth::keys::KeyStore;
 use halo_gateway::auth::keyset::{ALLOWED_ALGS, MAX_KID_LEN};
 use halo_gateway::auth::strict_json::parse_object;
-use halo_gateway::auth::validate::{Validator, VerifiedToken, decode};
+use halo_gateway::auth::validate::{Confirmation, Validator, VerifiedToken, decode};
 use halo_gateway::config::{AspNetEnv, AuthConfig, Config};
 use halo_gateway::metrics::Metrics;
 use jsonwebtoken::Algorithm;
@@ -105,7 +105,7 @@ fn check_claims(claims: &Map<String, Value>, kid: &str, alg: Algorithm, now: f64
     let max_lifetime = fx.auth.max_token_lifetime.as_secs_f64();
     match fx.validator.check_claims(claims, kid.into(), alg, now) {
         Ok(token) => {
-            let VerifiedToken { kid: k, alg: a, issuer, audiences, subject, access, expires_at, not_before, issued_at, confirmation: _ } = &token;
+            let VerifiedToken { kid: k, alg: a, issuer, audiences, subject, access, expires_at, not_before, issued_at, confirmation } = &token;
             let roles: Vec<String> = access.role_names().into_iter().map(str::to_owned).collect();
             assert_eq!((&**k, *a), (kid, alg));
             assert!(fx.auth.valid_issuers.contains(issuer), "issuer {issuer:?} accepted");
@@ -122,7 +122,11 @@ fn check_claims(claims: &Map<String, Value>, kid: &str, alg: Algorithm, now: f64
             assert!(not_before.is_none_or(|nbf| nbf.is_finite() && nbf <= now + skew), "token before nbf accepted");
             assert!(issued_at.is_none_or(|iat| iat.is_finite() && iat <= now + skew), "token issued in the future accepted");
             assert!(expires_at - issued_at.unwrap_or(now) <= max_lifetime, "over-long lifetime accepted");
-            assert!(!claims.contains_key("cnf"), "cnf token accepted");
+            // check_claims only reads cnf (Bearer refuses it in `validate`, DPoP compares it).
+            assert_eq!(claims.contains_key("cnf"), confirmation.bearer_refusal().is_some(), "cnf {confirmation:?}");
+            if let Confirmation::Jkt(jkt) = confirmation {
+                assert_eq!(claims.get("cnf").and_then(|c| c.get("jkt")).and_then(Value::as_str), Some(jkt.as_str()));
+            }
             match claims.get(&fx.auth.role_claim) {
                 None => assert_eq!(roles, [fx.auth.default_role.clone()]),
                 Some(Value::String(r)) => assert_eq!(roles, std::slice::from_ref(r)),
