@@ -77,17 +77,20 @@ impl SharedRedis {
     /// The shared Redis of `settings`, or `None` when `Gateway__Redis__Url` is unset. No
     /// connection is made here (the first call makes it). Must run inside a tokio runtime,
     /// which then drives the connection.
-    pub fn from_settings(settings: &RedisSettings) -> Result<Option<Self>, ::redis::RedisError> {
+    /// The error is the client's own description of what is wrong with the URL.
+    pub fn from_settings(settings: &RedisSettings) -> Result<Option<Self>, String> {
         let Some(url) = &settings.url else {
             return Ok(None);
         };
-        let client = ::redis::Client::open(url.0.clone())?;
+        let setup_error = |e: ::redis::RedisError| e.detail().unwrap_or("invalid URL").to_owned();
+        let client = ::redis::Client::open(url.0.clone()).map_err(setup_error)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(settings.timeout))
             .set_number_of_retries(2)
             .set_max_delay(RETRY_AFTER);
-        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(setup_error)?;
         // Connect now in the background, so the first request does not wait for it.
         let mut warm = manager.clone();
         tokio::spawn(async move {

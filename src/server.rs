@@ -87,8 +87,7 @@ pub struct RunningGateway {
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
     let g = &config.gateway;
-    let redis = SharedRedis::from_settings(&g.redis)
-        .map_err(|e| StartError::Redis(e.detail().unwrap_or("invalid URL").to_owned()))?;
+    let redis = SharedRedis::from_settings(&g.redis).map_err(StartError::Redis)?;
     let auth = Arc::new(Authenticator::sharing_redis(
         config,
         metrics.clone(),

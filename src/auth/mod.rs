@@ -98,8 +98,7 @@ impl Authenticator {
     /// `validator().keys().refresh()` (the server does that before serving).
     /// With `Gateway__Redis__Url` set, the DPoP replay cache connects to that Redis (lazily).
     pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, BuildError> {
-        let redis = SharedRedis::from_settings(&config.gateway.redis)
-            .map_err(|e| BuildError::Redis(e.detail().unwrap_or("invalid URL").to_owned()))?;
+        let redis = SharedRedis::from_settings(&config.gateway.redis).map_err(BuildError::Redis)?;
         Self::sharing_redis(config, metrics, redis)
     }
 
