@@ -154,6 +154,7 @@ fn dashboard_and_rule_expressions_parse_and_panels_follow_the_variables() {
             "alert HaloGatewayDenySpike",
             "alert HaloGatewayKeysUnavailable",
             "alert HaloGatewayUpstreamErrors",
+            "alert HaloGatewayRateLimitsNotShared",
         ]
     );
     for query in &rules {
@@ -190,6 +191,8 @@ fn dashboard_and_rule_expressions_parse_and_panels_follow_the_variables() {
         "halo_gateway_token_cache_misses_total",
         "halo_gateway_upstream_errors_total",
         "halo_gateway_inflight_requests",
+        "halo_gateway_rate_limited_total",
+        "halo_gateway_ratelimit_backend_errors_total",
     ] {
         assert!(used.contains(metric), "no panel shows {metric}");
     }
@@ -214,7 +217,15 @@ fn exported(exposition: &str) -> BTreeMap<String, BTreeSet<String>> {
 
 #[tokio::test]
 async fn every_metric_and_label_the_dashboard_and_rules_use_is_exported() {
-    let env = TestEnv::with_settings(&[("Gateway__UpstreamTimeout", "200ms")]).await;
+    // One client with a quota of one request, so a second one is refused (the rate-limit
+    // series exist only once something was refused).
+    let env = TestEnv::with_settings(&[
+        ("Gateway__UpstreamTimeout", "200ms"),
+        ("Gateway__RateLimit__Clients__0__Id", "0oa-limited"),
+        ("Gateway__RateLimit__Clients__0__Requests", "1"),
+        ("Gateway__RateLimit__Clients__0__Period", "3600"),
+    ])
+    .await;
     let token = env.token(None);
     let allowed = env.get("/api/v1/policies", Some(&token)).await;
     assert_eq!(allowed.status(), 200);
@@ -222,6 +233,17 @@ async fn every_metric_and_label_the_dashboard_and_rules_use_is_exported() {
     assert_eq!(denied.status(), 401);
     let upstream_error = env.get("/stub/slow?ms=2000", Some(&token)).await;
     assert_eq!(upstream_error.status(), 504);
+    let mut limited = env.claims();
+    limited["cid"] = serde_json::json!("0oa-limited");
+    let limited = env.issuer.sign(&limited);
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&limited)).await.status(),
+        200
+    );
+    assert_eq!(
+        env.get("/api/v1/policies", Some(&limited)).await.status(),
+        429
+    );
 
     let exposition = env
         .http
