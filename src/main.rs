@@ -11,6 +11,7 @@ use halo_gateway::auth::policy::{Policy, halo_default_rules};
 use halo_gateway::cli::{Cli, Command, ExplainArgs};
 use halo_gateway::config::Config;
 use halo_gateway::dev::DevStack;
+use halo_gateway::telemetry::OtlpSettings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,10 +53,24 @@ async fn serve(file: Option<std::path::PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let _log = halo_gateway::telemetry::init(
+    let traces = match OtlpSettings::from_env(|name| std::env::var(name).ok()) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _telemetry = match halo_gateway::telemetry::init(
         config.gateway.log_format,
         config.gateway.log_level.as_deref(),
-    );
+        traces.as_ref(),
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: cannot start the OTLP trace exporter: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match halo_gateway::start(&config).await {
         Ok(gateway) => {
             gateway.run_until_signal().await;
@@ -91,6 +106,17 @@ async fn check_config(file: Option<std::path::PathBuf>) -> ExitCode {
     }
     for line in settings.redacted_lines() {
         println!("{line}");
+    }
+    match OtlpSettings::from_env(|name| std::env::var(name).ok()) {
+        Ok(Some(traces)) => println!(
+            "# traces: OTLP {} to {} = {}, sampler {}",
+            traces.protocol, traces.endpoint.0, traces.endpoint.1, traces.sampler_text
+        ),
+        Ok(None) => println!("# traces: off (no OTEL_EXPORTER_OTLP_ENDPOINT)"),
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
     }
     let fetcher = match Fetcher::new(&config.auth, config.gateway.https_proxy.as_ref()) {
         Ok(fetcher) => fetcher,
@@ -130,7 +156,7 @@ async fn check_config(file: Option<std::path::PathBuf>) -> ExitCode {
 }
 
 async fn dev(options: halo_gateway::dev::DevOptions) -> ExitCode {
-    let _log = halo_gateway::telemetry::init(None, None);
+    let _log = halo_gateway::telemetry::init(None, None, None).unwrap_or_default();
     let stack = match DevStack::start(&options).await {
         Ok(stack) => stack,
         Err(e) => {

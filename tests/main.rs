@@ -21,3 +21,4 @@ mod route_policy;
 mod scopes;
 mod stack;
 mod token;
+mod traces;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use moka::Expiry;
 use rand::Rng;
+use tracing::Instrument as _;
 use url::Url;
 
 use super::jwks::{FetchError, Fetcher, JwksResponse};
@@ -238,12 +239,14 @@ impl KeyStore {
         if let Some(waiting) = self.pending_wait() {
             return waiting;
         }
-        let result = self.try_refresh().await;
+        let span = crate::telemetry::spans::key_fetch_span();
+        let result = self.try_refresh().instrument(span.clone()).await;
         let label = match &result {
             Ok(Some(_)) => "success",
             Ok(None) => "not_modified",
             Err(e) => e.kind(),
         };
+        crate::telemetry::spans::record_key_fetch(&span, label);
         self.metrics
             .jwks_fetches
             .get_or_create(&ResultLabels { result: label })

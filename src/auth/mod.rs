@@ -30,6 +30,8 @@ pub mod validate;
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use self::dpop::{Dpop, RequestTarget};
 pub use self::error::{AuthError, DenyReason};
 use self::extract::Credentials;
@@ -42,6 +44,7 @@ use crate::config::{Config, DPoPMode};
 use crate::http::path::NormalizedPath;
 use crate::metrics::Metrics;
 use crate::redis::SharedRedis;
+use crate::telemetry::spans;
 
 /// Why an [`Authenticator`] cannot be built from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +140,14 @@ impl Authenticator {
         path: &NormalizedPath,
     ) -> Decision<'_> {
         let route = self.policy.route(target.method, path);
-        let result = self.decide(route, target).await;
+        // A span only where a token is checked (`Span::none()` without trace export).
+        let span = if route.required == RequiredRole::Anonymous {
+            tracing::Span::none()
+        } else {
+            spans::token_validation_span()
+        };
+        let result = self.decide(route, target).instrument(span.clone()).await;
+        spans::record_decision(&span, result.as_ref().err().map(|e| e.reason.label()));
         match &result {
             Ok(_) => self.metrics.decision(
                 "allow",

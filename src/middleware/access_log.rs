@@ -2,6 +2,10 @@
 //! the response body has been sent in full, or when the client goes away (status 499 if that
 //! happens before the response head). The in-flight gauge covers the same span.
 //!
+//! With trace export on, this layer also starts the request's OpenTelemetry server span (the
+//! parent of every span the inner layers start), ends it with the access-log line and writes
+//! its trace id into that line.
+//!
 //! Inner layers record what they learn (route, path, principal, deny reason and what a refused
 //! token lacked, refusing limit, upstream time, bytes in) into the request's [`Exchange`]; this
 //! layer reads it at the end.
@@ -17,10 +21,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
+use tracing::Span;
+use tracing::instrument::{Instrument as _, Instrumented};
 
-use crate::http::exchange::{Exchange, UNMATCHED_ROUTE, method_label};
+use crate::http::exchange::{Exchange, PeerAddr, UNMATCHED_ROUTE, method_label};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::proxy::headers::X_REQUEST_ID;
+use crate::telemetry::spans::{self, ServerRequest, ServerResponse};
 
 /// Status logged for an exchange the client abandoned before the response head (nginx's 499).
 const CLIENT_CLOSED_REQUEST: u16 = 499;
@@ -73,18 +80,30 @@ where
         self.metrics.inflight.inc();
         let exchange = Arc::new(Exchange::default());
         request.extensions_mut().insert(exchange.clone());
+        let request_id = request.headers().get(X_REQUEST_ID).cloned();
+        let method = method_label(request.method());
+        let span = spans::server_span(&ServerRequest {
+            method,
+            peer: request.extensions().get::<PeerAddr>().map(|p| p.0),
+            request_id: request_id.as_ref().and_then(|id| id.to_str().ok()),
+            headers: request.headers(),
+        });
         let record = Record {
             started: Instant::now(),
-            request_id: request.headers().get(X_REQUEST_ID).cloned(),
-            method: method_label(request.method()),
+            request_id,
+            method,
             query: request.uri().query().map(redact_query),
             exchange,
             metrics: self.metrics.clone(),
             status: CLIENT_CLOSED_REQUEST,
             bytes_out: 0,
+            span: span.clone(),
         };
+        // Inner layers start their spans as children of the server span, in `call` and when
+        // polled.
+        let inner = span.in_scope(|| self.inner.call(request));
         AccessLogFuture {
-            inner: self.inner.call(request),
+            inner: inner.instrument(span),
             record: Some(record),
         }
     }
@@ -94,7 +113,7 @@ pin_project_lite::pin_project! {
     /// The response future of [`AccessLog`].
     pub struct AccessLogFuture<F> {
         #[pin]
-        inner: F,
+        inner: Instrumented<F>,
         record: Option<Record>,
     }
 }
@@ -130,6 +149,9 @@ struct Record {
     metrics: Arc<Metrics>,
     status: u16,
     bytes_out: u64,
+    /// The OpenTelemetry server span (`Span::none()` without trace export); it ends when the
+    /// record is dropped, with the access-log line.
+    span: Span,
 }
 
 impl Record {
@@ -170,9 +192,20 @@ impl Record {
         metrics.bytes_out.inc_by(bytes_out);
         let principal = exchange.principal();
         let refusal = exchange.refusal();
+        spans::finish_server_span(
+            &self.span,
+            &ServerResponse {
+                method: self.method,
+                route: &route,
+                path: exchange.path(),
+                status: self.status,
+            },
+        );
+        let trace_id = spans::trace_id(&self.span);
         tracing::info!(
             target: "halo_gateway::access",
             request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),
+            trace_id = trace_id.as_deref(),
             method = self.method,
             path = exchange.path().unwrap_or("-"),
             query = self.query.as_deref().unwrap_or(""),

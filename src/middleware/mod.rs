@@ -1,8 +1,9 @@
 //! The public request path, ordered in one place: [`public_stack`].
 //!
 //! ```text
-//! sensitive headers ► request id ► span ► access log ► per-IP limit ► request checks ► auth
-//!   ► per-client limits ► body limit ► proxy
+//! sensitive headers ► request id ► span ► access log (+ server span) ► per-IP limit
+//!   ► request checks ► auth (+ token validation span)
+//!   ► per-client limits ► body limit ► proxy (+ upstream client span, `traceparent`)
 //! ```
 //!
 //! Each concern is a tower layer of its own; the response streams back out through the same
@@ -104,7 +105,8 @@ where
                 .on_eos(())
                 .on_failure(()),
         )
-        // Outside every refusal, so each exchange is logged and counted once.
+        // Outside every refusal, so each exchange is logged and counted once; with trace
+        // export on, also the OpenTelemetry server span every inner layer's span belongs to.
         .layer(AccessLogLayer::new(settings.metrics.clone()))
         // Before any other work, so every request from an address counts (token spraying too).
         .layer(IpLimitLayer::new(

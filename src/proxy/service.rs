@@ -22,6 +22,7 @@ use crate::http::exchange::{Exchange, PeerAddr, UNMATCHED_ROUTE, method_label};
 use crate::http::path::NormalizedPath;
 use crate::http::request_error::RequestError;
 use crate::metrics::{KindLabels, Metrics, RouteLabels};
+use crate::telemetry::spans;
 
 /// Forwarding settings from `Gateway__*`.
 #[derive(Debug, Clone, Default)]
@@ -137,9 +138,20 @@ where
         parts.uri = target;
         let exchange = exchange_of(&parts).cloned();
         let method = method_label(&parts.method);
+        // A child of the request's server span; Halo continues the trace under it.
+        let span = spans::upstream_span(method, &parts.uri);
+        spans::inject(&span, &mut parts.headers);
         let sent = Instant::now();
         let result = self.upstream.send(Request::from_parts(parts, body)).await;
         let upstream_time = sent.elapsed();
+        spans::record_upstream(
+            &span,
+            match &result {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(e) => Err(e.upstream_kind().unwrap_or("request_body")),
+            },
+        );
+        drop(span);
         let route = exchange
             .as_ref()
             .and_then(|e| e.route().cloned())

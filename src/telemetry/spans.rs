@@ -1,0 +1,268 @@
+//! The request's OpenTelemetry spans and W3C trace context (<https://www.w3.org/TR/trace-context/>).
+//!
+//! Spans use the target [`TARGET`], which only the OTLP layer listens to. Every function here
+//! returns `Span::none()` or does nothing while export is off ([`exporting`] is one relaxed
+//! atomic load), so the request path does no trace work then. Attribute names follow the HTTP
+//! semantic conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the
+//! route is the policy rule's name. Never a token, an `Authorization` value or a query string.
+//! Numbers are recorded as `i64`: tracing-opentelemetry turns a `u64` into a string.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderMap, Uri};
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Span;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The `tracing` target of every span meant for export.
+pub const TARGET: &str = "halo_gateway::otel";
+
+/// The W3C trace-context request headers (replaced on the way to the upstream).
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Marks trace export as on (once the OTLP layer is installed).
+pub(crate) fn set_exporting() {
+    EXPORTING.store(true, Ordering::Relaxed);
+}
+
+/// Whether spans are exported; when not, the request path skips all trace-context work.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// What the server span is started with.
+pub struct ServerRequest<'a> {
+    /// The method label (a standard method or `OTHER`).
+    pub method: &'static str,
+    pub peer: Option<SocketAddr>,
+    pub request_id: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+/// The server span of one request, continuing the client's trace when its `traceparent` is
+/// valid, else the root of a new trace; `Span::none()` when export is off.
+pub fn server_span(request: &ServerRequest<'_>) -> Span {
+    if !exporting() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: TARGET,
+        parent: None,
+        "request",
+        otel.name = request.method,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = request.method,
+        http.route = Empty,
+        http.response.status_code = Empty,
+        url.path = Empty,
+        client.address = Empty,
+        client.port = Empty,
+        halo.request_id = request.request_id,
+    );
+    if let Some(peer) = request.peer {
+        span.record("client.address", peer.ip().to_string());
+        span.record("client.port", i64::from(peer.port()));
+    }
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers));
+    if parent.span().span_context().is_valid() {
+        // Only fails for a span that already started; this one has not been entered yet.
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// What the server span ends with: the matched rule, the normalized path and the status.
+pub struct ServerResponse<'a> {
+    pub method: &'static str,
+    pub route: &'a str,
+    pub path: Option<&'a str>,
+    pub status: u16,
+}
+
+/// Records how the request ended on its server span and names it `{method} {route}`. A 5xx
+/// marks the span as an error (4xx are the client's, per the HTTP semantic conventions).
+pub fn finish_server_span(span: &Span, response: &ServerResponse<'_>) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("http.route", response.route);
+    if let Some(path) = response.path {
+        span.record("url.path", path);
+    }
+    span.record("http.response.status_code", i64::from(response.status));
+    if response.status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    // Children started the span, after which only the OpenTelemetry span itself can rename it.
+    span.context()
+        .span()
+        .update_name(format!("{} {}", response.method, response.route));
+}
+
+/// The trace id of `span` (32 hex digits) for the access log, when it belongs to a trace.
+pub fn trace_id(span: &Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let span_ref = context.span();
+    let span_context = span_ref.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// The child span around token validation (and the route's checks); the outcome is recorded
+/// on it by [`record_decision`].
+pub fn token_validation_span() -> Span {
+    if !exporting() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        target: TARGET,
+        "token validation",
+        auth.decision = Empty,
+        auth.deny_reason = Empty,
+    )
+}
+
+/// Records an auth decision (`allow`/`deny`) and, for a denial, its reason label.
+pub fn record_decision(span: &Span, deny_reason: Option<&'static str>) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record(
+        "auth.decision",
+        if deny_reason.is_some() {
+            "deny"
+        } else {
+            "allow"
+        },
+    );
+    if let Some(reason) = deny_reason {
+        span.record("auth.deny_reason", reason);
+    }
+}
+
+/// The span around one metadata/JWKS fetch: a child of the token validation that needed it,
+/// or a trace of its own for a scheduled refresh.
+pub fn key_fetch_span() -> Span {
+    if !exporting() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        target: TARGET,
+        "key fetch",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        halo.key_fetch.result = Empty,
+    )
+}
+
+/// Records a key fetch's result (`success`, `not_modified` or the failure kind).
+pub fn record_key_fetch(span: &Span, result: &'static str) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("halo.key_fetch.result", result);
+    if !matches!(result, "success" | "not_modified") {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// The client span of the call to the upstream, named after the method (HTTP semantic
+/// conventions for client spans).
+pub fn upstream_span(method: &'static str, uri: &Uri) -> Span {
+    if !exporting() {
+        return Span::none();
+    }
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    tracing::info_span!(
+        target: TARGET,
+        "upstream",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = method,
+        server.address = uri.host().unwrap_or_default(),
+        server.port = i64::from(uri.port_u16().unwrap_or(default_port)),
+        url.path = uri.path(),
+        http.response.status_code = Empty,
+        "error.type" = Empty,
+    )
+}
+
+/// Records the upstream's answer: its status, or the kind of failure.
+pub fn record_upstream(span: &Span, outcome: Result<u16, &'static str>) {
+    if span.is_disabled() {
+        return;
+    }
+    match outcome {
+        Ok(status) => {
+            span.record("http.response.status_code", i64::from(status));
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(kind) => {
+            span.record("error.type", kind);
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
+/// Replaces `traceparent`/`tracestate` in `headers` with `span`'s context, so the upstream's
+/// spans become its children. Does nothing when export is off: the client's headers then pass
+/// through as they always did.
+pub fn inject(span: &Span, headers: &mut HeaderMap) {
+    if span.is_disabled() {
+        return;
+    }
+    headers.remove(TRACEPARENT);
+    headers.remove(TRACESTATE);
+    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The in-process tests never install the OTLP layer; `tests/traces.rs` runs the binary
+    /// with it.
+    #[test]
+    fn without_export_there_is_no_span_and_trace_headers_pass_untouched() {
+        assert!(!exporting());
+        let client_parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, http::HeaderValue::from_static(client_parent));
+        headers.insert(TRACESTATE, http::HeaderValue::from_static("vendor=1"));
+        let server = server_span(&ServerRequest {
+            method: "GET",
+            peer: Some(SocketAddr::from(([127, 0, 0, 1], 5000))),
+            request_id: Some("id"),
+            headers: &headers,
+        });
+        assert!(server.is_none());
+        assert!(token_validation_span().is_none());
+        assert!(key_fetch_span().is_none());
+        let upstream = upstream_span("GET", &Uri::from_static("http://halo:8080/api/v1/policies"));
+        assert!(upstream.is_none());
+        inject(&upstream, &mut headers);
+        assert_eq!(headers[TRACEPARENT], client_parent);
+        assert_eq!(headers[TRACESTATE], "vendor=1");
+        assert_eq!(trace_id(&server), None);
+    }
+}

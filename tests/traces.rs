@@ -1,0 +1,331 @@
+//! OpenTelemetry traces end to end: `halo-gateway serve` with the standard `OTEL_*` variables
+//! exports over OTLP/HTTP to a receiver in this test, which decodes the protobuf with the
+//! `opentelemetry-proto` types.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
+use prost::Message as _;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use crate::support::{
+    client, env_for, eventually, eventually_async, free_port, now, start_issuer, start_stub,
+};
+
+/// What the receiver got: every export request, decoded.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<ResourceSpans>>>);
+
+impl Received {
+    fn spans(&self) -> Vec<Span> {
+        let batches = self.0.lock().unwrap();
+        batches
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| s.spans.clone())
+            .collect()
+    }
+
+    fn resources(&self) -> Vec<ResourceSpans> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+async fn export(State(received): State<Received>, body: Bytes) -> Vec<u8> {
+    let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+    received.0.lock().unwrap().extend(request.resource_spans);
+    ExportTraceServiceResponse::default().encode_to_vec()
+}
+
+/// An OTLP/HTTP traces receiver on loopback (`POST /v1/traces`).
+async fn start_receiver() -> (String, Received) {
+    let received = Received::default();
+    let app = axum::Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn text(span: &Span, key: &str) -> String {
+    match attribute(&span.attributes, key) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        other => panic!("span '{}': {key} is {other:?}", span.name),
+    }
+}
+
+fn number(span: &Span, key: &str) -> i64 {
+    match attribute(&span.attributes, key) {
+        Some(any_value::Value::IntValue(n)) => *n,
+        other => panic!("span '{}': {key} is {other:?}", span.name),
+    }
+}
+
+fn any_text(value: &AnyValue) -> String {
+    format!("{:?}", value.value)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .filter(|s| s.parent_span_id == parent.span_id && s.trace_id == parent.trace_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_upstream_children() {
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
+    let (otlp, received) = start_receiver().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin_listen = format!("127.0.0.1:{}", free_port());
+    let vars = env_for(
+        issuer.url(),
+        &upstream.url(),
+        &[
+            ("Gateway__Listen", &listen),
+            ("Gateway__AdminListen", &admin_listen),
+            ("Gateway__LogFormat", "json"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+            // Export quickly; the gateway flushes the rest at shutdown anyway.
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
+        .arg("serve")
+        .env_clear()
+        .envs(vars)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve starts");
+    let http = client();
+    let readyz = format!("http://{admin_listen}/readyz");
+    eventually_async(Duration::from_secs(20), || async {
+        http.get(&readyz)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let base = format!("http://{listen}");
+    let claims = json!({
+        "iss": issuer.url(), "aud": crate::support::AUDIENCE, "sub": "0oa-trace",
+        "cid": "0oa-trace", "iat": now(), "exp": now() + 3600,
+    });
+
+    // 1. Allowed, continuing the client's trace; signed with a key the gateway has not seen,
+    //    so validating it fetches the keys again.
+    issuer.rotate(false);
+    let token = issuer.sign(&claims);
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_parent = "00f067aa0ba902b7";
+    let echoed: Value = http
+        .get(format!("{base}/stub/echo-headers?q=query-value"))
+        .bearer_auth(&token)
+        .header(
+            "traceparent",
+            format!("00-{client_trace}-{client_parent}-01"),
+        )
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("echo");
+    let forwarded = echoed["headers"]["traceparent"][0]
+        .as_str()
+        .expect("traceparent forwarded")
+        .to_owned();
+
+    // 2. Denied (expired), no traceparent: a new trace.
+    let mut expired_claims = claims.clone();
+    expired_claims["exp"] = json!(now() - 600);
+    expired_claims["iat"] = json!(now() - 4000);
+    let expired = issuer.sign(&expired_claims);
+    let denied = http
+        .get(format!("{base}/api/v1/policies"))
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(denied.status(), 401);
+
+    // Spans arrive in batches; wait for both server spans (with their children) to be there.
+    eventually(Duration::from_secs(20), || {
+        received
+            .spans()
+            .iter()
+            .filter(|s| s.kind == SpanKind::Server as i32)
+            .count()
+            >= 2
+            && received.spans().len() >= 6
+    })
+    .await;
+
+    // Stop as Kubernetes does; the gateway flushes what is still queued.
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill runs")
+            .success()
+    );
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("output");
+    let log = String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let spans = received.spans();
+    let summary: Vec<String> = spans
+        .iter()
+        .map(|s| format!("{} ({}) {}", s.name, s.kind, hex(&s.trace_id)))
+        .collect();
+    let servers: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(servers.len(), 2, "{summary:#?}");
+
+    // The allowed request continues the client's trace under the client's span.
+    let allowed = servers
+        .iter()
+        .find(|s| hex(&s.trace_id) == client_trace)
+        .unwrap_or_else(|| panic!("no server span in the client's trace: {summary:#?}"));
+    assert_eq!(hex(&allowed.parent_span_id), client_parent);
+    assert_eq!(allowed.name, "GET other");
+    assert_eq!(text(allowed, "http.request.method"), "GET");
+    assert_eq!(text(allowed, "http.route"), "other");
+    assert_eq!(number(allowed, "http.response.status_code"), 200);
+    assert_eq!(text(allowed, "client.address"), "127.0.0.1");
+    assert_eq!(text(allowed, "url.path"), "/stub/echo-headers");
+    assert_eq!(
+        text(allowed, "halo.request_id"),
+        echoed["headers"]["x-request-id"][0]
+            .as_str()
+            .expect("request id forwarded")
+    );
+    let allowed_children = children(&spans, allowed);
+    let validation = allowed_children
+        .iter()
+        .find(|s| s.name == "token validation")
+        .unwrap_or_else(|| panic!("no token validation span: {summary:#?}"));
+    assert_eq!(text(validation, "auth.decision"), "allow");
+    assert!(attribute(&validation.attributes, "auth.deny_reason").is_none());
+    let key_fetch = children(&spans, validation)
+        .into_iter()
+        .find(|s| s.name == "key fetch")
+        .unwrap_or_else(|| panic!("no key fetch under token validation: {summary:#?}"));
+    assert_eq!(key_fetch.kind, SpanKind::Client as i32);
+    let upstream_span = allowed_children
+        .iter()
+        .find(|s| s.name == "GET")
+        .unwrap_or_else(|| panic!("no upstream span: {summary:#?}"));
+    assert_eq!(upstream_span.kind, SpanKind::Client as i32);
+    assert_eq!(number(upstream_span, "http.response.status_code"), 200);
+    // Halo got the upstream span's context, in the same trace.
+    assert_eq!(
+        forwarded,
+        format!("00-{client_trace}-{}-01", hex(&upstream_span.span_id))
+    );
+
+    // The denied request starts a new trace; validation says why; nothing went upstream.
+    let refused = servers
+        .iter()
+        .find(|s| hex(&s.trace_id) != client_trace)
+        .expect("second server span");
+    assert!(refused.parent_span_id.is_empty(), "a root span");
+    assert_eq!(refused.name, "GET policies");
+    assert_eq!(number(refused, "http.response.status_code"), 401);
+    let refused_children = children(&spans, refused);
+    assert_eq!(refused_children.len(), 1, "{summary:#?}");
+    assert_eq!(refused_children[0].name, "token validation");
+    assert_eq!(text(refused_children[0], "auth.decision"), "deny");
+    assert_eq!(text(refused_children[0], "auth.deny_reason"), "expired");
+
+    // The resource: default service name, OTEL_RESOURCE_ATTRIBUTES added.
+    for resource_spans in received.resources() {
+        let resource = resource_spans.resource.expect("resource");
+        let service = attribute(&resource.attributes, "service.name");
+        assert_eq!(
+            service,
+            Some(&any_value::Value::StringValue("halo-gateway".into()))
+        );
+        assert_eq!(
+            attribute(&resource.attributes, "deployment.environment"),
+            Some(&any_value::Value::StringValue("test".into()))
+        );
+    }
+
+    // No token, no part of one, no Authorization value, no query in any attribute.
+    for span in &spans {
+        for kv in &span.attributes {
+            let value = kv.value.as_ref().map(any_text).unwrap_or_default();
+            for secret in [token.as_str(), expired.as_str()] {
+                for part in secret.split('.') {
+                    assert!(
+                        !value.contains(part),
+                        "{}: {} leaks a token",
+                        span.name,
+                        kv.key
+                    );
+                }
+            }
+            assert!(
+                !value.contains("query-value"),
+                "{}: {} = {value}",
+                span.name,
+                kv.key
+            );
+            assert!(
+                !value.contains("Bearer") && !kv.key.to_ascii_lowercase().contains("authorization"),
+                "{}: {} = {value}",
+                span.name,
+                kv.key
+            );
+        }
+    }
+
+    // The access log joins the traces through their ids.
+    let access: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["target"] == "halo_gateway::access")
+        .collect();
+    assert_eq!(access.len(), 2, "{log}");
+    assert_eq!(access[0]["trace_id"], client_trace);
+    assert_eq!(access[1]["trace_id"], hex(&refused.trace_id));
+}
