@@ -6,14 +6,14 @@
 #
 #   A=/path/to/before/halo-gateway B=/path/to/after/halo-gateway ROUNDS=5 bash bench/ab.sh
 #
-# Short settings by default (no uploads, no 1-connection, info-log or rate-limit rows); every knob of
+# Short settings by default (no uploads, no 1-connection, info-log, rate-limit or tracing rows); every knob of
 # bench/run.sh can still be set. Results: bench/results/ab-<stamp>.md.
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${A:?set A to the first binary}" "${B:?set B to the second binary}"
 ROUNDS=${ROUNDS:-5}
 export DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} LOW_DURATION=${LOW_DURATION:-2}
-export UPLOAD_SIZES=${UPLOAD_SIZES-} MEASURE_INFO_LOG=${MEASURE_INFO_LOG:-0} MEASURE_RATE_LIMIT=${MEASURE_RATE_LIMIT:-0}
+export UPLOAD_SIZES=${UPLOAD_SIZES-} MEASURE_INFO_LOG=${MEASURE_INFO_LOG:-0} MEASURE_RATE_LIMIT=${MEASURE_RATE_LIMIT:-0} MEASURE_TRACING=${MEASURE_TRACING:-0}
 export WAIT_QUIET=${WAIT_QUIET:-600} SKIP_BUILD=1
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
 WORK=$(mktemp -d /tmp/halo-ab.XXXXXX)

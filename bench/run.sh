@@ -12,6 +12,8 @@
 #      request and TokenCacheSize=0 (a full RS256 verification per request);
 #      the same at 1 connection (added latency); uploads through (a), (b), (c); RSS idle and
 #      with 5,000 idle keep-alive connections; optionally (c) again with the info access log;
+#      (c) with OpenTelemetry traces exported over OTLP/HTTP to a local sink (bench/otlp_sink.py)
+#      at 1 % and 100 % sampling, next to (c) without OTEL_* variables (export off);
 #   3. prints one markdown table and saves it (and the raw log) under bench/results/.
 #
 # Knobs (environment):
@@ -27,9 +29,11 @@
 #   MEASURE_RATE_LIMIT=1 (extra runs of (c) with a per-client rate limit set too high to
 #              trigger: counted in the process, and in a local redis-server)
 #   ONLY_RATE_LIMIT=0  1: run only (c) and the rate-limit rows (a quick check of their cost)
+#   MEASURE_TRACING=1  (extra runs of (c) with traces exported at 1 % and 100 % sampling)
+#   ONLY_TRACING=0     1: run only (c) and the tracing rows
 #   SKIP_BUILD=0       HALO_BIN=<path> (skip the build and use this binary)
 #   CARGO_TARGET_DIR   where the release binary is built (default ./target)
-#   BASE_PORT=18080    ports BASE..BASE+5 on 127.0.0.1 (BASE+5: redis-server)
+#   BASE_PORT=18080    ports BASE..BASE+6 on 127.0.0.1 (BASE+5: redis-server, BASE+6: OTLP sink)
 #   RESULTS_DIR=bench/results   KEEP_RUN_DIR=0
 set -euo pipefail
 
@@ -48,6 +52,8 @@ IDLE_CONNS=${IDLE_CONNS:-5000}
 MEASURE_INFO_LOG=${MEASURE_INFO_LOG:-1}
 MEASURE_RATE_LIMIT=${MEASURE_RATE_LIMIT:-1}
 ONLY_RATE_LIMIT=${ONLY_RATE_LIMIT:-0}
+MEASURE_TRACING=${MEASURE_TRACING:-1}
+ONLY_TRACING=${ONLY_TRACING:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 BASE_PORT=${BASE_PORT:-18080}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
@@ -59,6 +65,7 @@ ISSUER_PORT=$((BASE_PORT + 2))
 STUB_PORT=$((BASE_PORT + 3))
 NGINX_PORT=$((BASE_PORT + 4))
 REDIS_PORT=$((BASE_PORT + 5))
+OTLP_PORT=$((BASE_PORT + 6))
 HOST=127.0.0.1
 ISSUER_URL="http://$HOST:$ISSUER_PORT/oauth2/default"
 ADMIN_ID=0oabenchadmin
@@ -332,6 +339,52 @@ rate_limit_rows() {
     row "(c) with the same limit counted in Redis (loopback; CPU includes redis-server)" c_rl_redis
 }
 
+# (c) with OpenTelemetry traces exported over OTLP/HTTP to bench/otlp_sink.py, parent-based
+# sampling of 1 % (t_1) and 100 % (t_100) of the traces; (c) itself has no OTEL_* variables.
+tracing_runs() {
+    say "halo-gateway with OTLP/HTTP trace export to bench/otlp_sink.py on $HOST:$OTLP_PORT"
+    python3 "$BENCH_DIR/otlp_sink.py" "$HOST" "$OTLP_PORT" >"$RUN_DIR/otlp-sink.log" 2>&1 &
+    local sink_pid=$!
+    PIDS+=("$sink_pid")
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/$HOST/$OTLP_PORT") 2>/dev/null; then break; fi
+        sleep 0.05
+    done
+    local run key ratio
+    for run in t_1:0.01 t_100:1; do
+        key=${run%%:*} ratio=${run#*:}
+        start_gateway "$key" 10000 warn OTEL_EXPORTER_OTLP_ENDPOINT="http://$HOST:$OTLP_PORT" \
+            OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=parentbased_traceidratio \
+            OTEL_TRACES_SAMPLER_ARG="$ratio"
+        CPU_PIDS=$GW_PID run_wrk "$key" "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+        stop_gateway
+    done
+    kill -TERM "$sink_pid" 2>/dev/null || true
+    wait "$sink_pid" 2>/dev/null || true
+    SINK_LINE=$(tail -1 "$RUN_DIR/otlp-sink.log")
+    echo "$SINK_LINE"
+}
+tracing_rows() {
+    row "(c) halo-gateway, one reused token (cached), trace export off (no OTEL_* variables)" c
+    row "(c) with traces exported over OTLP/HTTP, 1 % sampled (parentbased_traceidratio 0.01)" t_1
+    row "(c) with traces exported over OTLP/HTTP, 100 % sampled" t_100
+}
+
+if [[ "$ONLY_TRACING" == 1 ]]; then
+    say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS (tracing rows only)"
+    CPU_PIDS=$GW_PID run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+    stop_gateway
+    tracing_runs
+    row() { printf '| %s | %.0f | %s | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(awk -v u="${R_P50[$2]}" 'BEGIN {printf "%.2f", u / 1000}')" "$(awk -v u="${R_P99[$2]}" 'BEGIN {printf "%.2f", u / 1000}')" "${R_CPU[$2]}" "${R_ERR[$2]}"; }
+    echo
+    echo "OTLP sink (bench/otlp_sink.py, on the same cores): $SINK_LINE"
+    echo
+    echo "| target | req/s | p50 ms | p99 ms | proxy CPU µs/request | errors |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    tracing_rows
+    exit 0
+fi
+
 if [[ "$ONLY_RATE_LIMIT" == 1 ]]; then
     say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS (rate-limit rows only)"
     CPU_PIDS=$GW_PID run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
@@ -397,6 +450,10 @@ if [[ "$MEASURE_RATE_LIMIT" == 1 ]]; then
     rate_limit_runs
 fi
 
+if [[ "$MEASURE_TRACING" == 1 ]]; then
+    tracing_runs
+fi
+
 # ---------------------------------------------------------------- table
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
 us_diff() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%+d", x - y}'; }
@@ -422,6 +479,10 @@ TABLE=$RESULTS_DIR/latest.md
     if [[ -n "${R_RPS[c_rl_redis]:-}" ]]; then
         row "(c) with a per-client rate limit that never triggers, in the process" c_rl_local
         row "(c) with the same limit counted in Redis (loopback; CPU includes redis-server)" c_rl_redis
+    fi
+    if [[ -n "${R_RPS[t_100]:-}" ]]; then
+        row "(c) with traces exported over OTLP/HTTP, 1 % sampled (parentbased_traceidratio 0.01)" t_1
+        row "(c) with traces exported over OTLP/HTTP, 100 % sampled (sink on the same cores: $SINK_LINE)" t_100
     fi
     echo
     echo "1 connection, ${LOW_DURATION} s, wrk -t1 (latency in µs):"
