@@ -38,9 +38,18 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
+/// The `http.request.method` value and the span-name prefix for a method label: the HTTP
+/// semantic conventions spell a non-standard method `_OTHER` and name its spans `HTTP`.
+fn semconv_method(label: &'static str) -> (&'static str, &'static str) {
+    match label {
+        "OTHER" => ("_OTHER", "HTTP"),
+        standard => (standard, standard),
+    }
+}
+
 /// What the server span is started with.
 pub struct ServerRequest<'a> {
-    /// The method label (a standard method or `OTHER`).
+    /// The method label (a standard method or `OTHER`, exported as `_OTHER`).
     pub method: &'static str,
     pub peer: Option<SocketAddr>,
     pub request_id: Option<&'a str>,
@@ -53,14 +62,15 @@ pub fn server_span(request: &ServerRequest<'_>) -> Span {
     if !exporting() {
         return Span::none();
     }
+    let (method, name) = semconv_method(request.method);
     let span = tracing::info_span!(
         target: TARGET,
         parent: None,
         "request",
-        otel.name = request.method,
+        otel.name = name,
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = request.method,
+        http.request.method = method,
         http.route = Empty,
         http.response.status_code = Empty,
         url.path = Empty,
@@ -103,9 +113,10 @@ pub fn finish_server_span(span: &Span, response: &ServerResponse<'_>) {
         span.record("otel.status_code", "ERROR");
     }
     // Children started the span, after which only the OpenTelemetry span itself can rename it.
+    let (_, name) = semconv_method(response.method);
     span.context()
         .span()
-        .update_name(format!("{} {}", response.method, response.route));
+        .update_name(format!("{name} {}", response.route));
 }
 
 /// The trace id of `span` (32 hex digits) for the access log, when it belongs to a trace.
@@ -190,10 +201,11 @@ pub fn upstream_span(method: &'static str, uri: &Uri) -> Span {
     } else {
         80
     };
+    let (method, name) = semconv_method(method);
     tracing::info_span!(
         target: TARGET,
         "upstream",
-        otel.name = method,
+        otel.name = name,
         otel.kind = "client",
         otel.status_code = Empty,
         http.request.method = method,
@@ -239,6 +251,12 @@ pub fn inject(span: &Span, headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_non_standard_method_is_other_with_an_http_span_name() {
+        assert_eq!(semconv_method("OTHER"), ("_OTHER", "HTTP"));
+        assert_eq!(semconv_method("POST"), ("POST", "POST"));
+    }
 
     /// The in-process tests never install the OTLP layer; `tests/traces.rs` runs the binary
     /// with it.
