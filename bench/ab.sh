@@ -23,7 +23,7 @@ mkdir -p "$RESULTS_DIR"
 # One round of one side: the figures as "rps_c cpu_c rps_d cpu_d idle_rss" on one line.
 measure() {
     local bin=$1 out=$2
-    RESULTS_DIR="$WORK/raw" HALO_BIN="$bin" bash "$BENCH_DIR/run.sh" >/dev/null 2>&1 || {
+    ROUNDS=1 RESULTS_DIR="$WORK/raw" HALO_BIN="$bin" bash "$BENCH_DIR/run.sh" >/dev/null 2>&1 || {
         echo "bench/run.sh failed for $bin" >&2
         return 1
     }

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# halo-gateway load benchmark against a plain nginx reverse proxy, on loopback.
+# halo-gateway load benchmark against a plain nginx reverse proxy and HAProxy with JWT checks,
+# on loopback.
 #
-#   bash bench/run.sh              # from the repository root; ~6-8 minutes on 2 cores
+#   bash bench/run.sh              # from the repository root; ~12-15 minutes on 2 cores
 #
 # What it does (docs/performance.md explains the method and has the latest results):
-#   1. builds the release binary, installs wrk + nginx-light if missing (apt), starts the stub
-#      Halo API (Rust/axum, `halo-gateway dev --upstream-only`), the embedded issuer
-#      (`dev --issuer-only`), nginx as a plain proxy, and halo-gateway (`serve`);
-#   2. GET /api/v1/policies with wrk, 64 connections: (a) direct to the stub, (b) nginx,
-#      (c) halo-gateway with one reused token, (d) halo-gateway with a distinct token on every
-#      request and TokenCacheSize=0 (a full RS256 verification per request);
-#      the same at 1 connection (added latency); uploads through (a), (b), (c); RSS idle and
+#   1. builds the release binary, installs wrk, nginx-light and haproxy if missing (apt),
+#      starts the stub Halo API (Rust/axum, `halo-gateway dev --upstream-only`), the embedded
+#      issuer (`dev --issuer-only`), nginx as a plain proxy, HAProxy verifying the token on every
+#      request (RS256 signature against the issuer's key, alg, iss, aud, exp:
+#      bench/haproxy.cfg.template) and halo-gateway (`serve`) twice, cached and uncached;
+#   2. GET /api/v1/policies with wrk, 64 connections, ROUNDS rounds in alternating order
+#      (medians reported): (a) direct to the stub, (b) nginx, (h) HAProxy with JWT checks and
+#      one reused token, (c) halo-gateway with one reused token, (d) halo-gateway with a
+#      distinct token on every request and TokenCacheSize=0 (a full RS256 verification per
+#      request); the same at 1 connection (added latency); uploads through (a), (b), (c); RSS idle and
 #      with 5,000 idle keep-alive connections; optionally (c) again with the info access log;
 #      (c) with OpenTelemetry traces exported over OTLP/HTTP to a local sink (bench/otlp_sink.py)
 #      at 1 % and 100 % sampling, next to (c) without OTEL_* variables (export off);
@@ -18,6 +22,7 @@
 #
 # Knobs (environment):
 #   DURATION=20        seconds per 64-connection run      LOW_DURATION=10  seconds per 1-connection run
+#   ROUNDS=3           rounds of the 64-connection runs (a, b, h, c, d); medians reported
 #   WARMUP=2           seconds of warm-up before each run  CONNECTIONS=64
 #   WRK_THREADS=2      wrk threads for the 64-connection runs (1 for the 1-connection runs)
 #   TOKENS=2000        pre-minted distinct tokens for (d)
@@ -33,13 +38,15 @@
 #   ONLY_TRACING=0     1: run only (c) and the tracing rows
 #   SKIP_BUILD=0       HALO_BIN=<path> (skip the build and use this binary)
 #   CARGO_TARGET_DIR   where the release binary is built (default ./target)
-#   BASE_PORT=18080    ports BASE..BASE+6 on 127.0.0.1 (BASE+5: redis-server, BASE+6: OTLP sink)
+#   BASE_PORT=18080    ports BASE..BASE+9 on 127.0.0.1 (BASE+5: redis-server, BASE+6: OTLP sink,
+#                      BASE+7: HAProxy, BASE+8/9: the uncached gateway and its admin listener)
 #   RESULTS_DIR=bench/results   KEEP_RUN_DIR=0
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 DURATION=${DURATION:-20}
+ROUNDS=${ROUNDS:-3}
 LOW_DURATION=${LOW_DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -66,6 +73,9 @@ STUB_PORT=$((BASE_PORT + 3))
 NGINX_PORT=$((BASE_PORT + 4))
 REDIS_PORT=$((BASE_PORT + 5))
 OTLP_PORT=$((BASE_PORT + 6))
+HAPROXY_PORT=$((BASE_PORT + 7))
+UNCACHED_PORT=$((BASE_PORT + 8))
+UNCACHED_ADMIN_PORT=$((BASE_PORT + 9))
 HOST=127.0.0.1
 ISSUER_URL="http://$HOST:$ISSUER_PORT/oauth2/default"
 ADMIN_ID=0oabenchadmin
@@ -100,12 +110,14 @@ die() { echo "error: $*" >&2; exit 1; }
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need_apt+=(haproxy)
 [[ "$MEASURE_RATE_LIMIT" != 1 ]] || command -v redis-server >/dev/null || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
     say "installing ${need_apt[*]} (apt)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 command -v python3 >/dev/null || die "python3 is needed (token minting, idle connections)"
 command -v curl >/dev/null || die "curl is needed"
 
@@ -149,8 +161,9 @@ echo "machine:      $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -
 echo "halo-gateway: $BIN ($(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_DIR" && git diff --quiet -- src Cargo.toml 2>/dev/null || echo ', dirty src'))"
 echo "wrk:          $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
 echo "nginx:        $("$NGINX" -v 2>&1 | sed 's/.*version: //')"
+echo "haproxy:      $("$HAPROXY" -v 2>&1 | head -1 | awk '{print $3}')"
 echo "curl:         $(curl --version | head -1 | awk '{print $2}')"
-echo "settings:     DURATION=$DURATION LOW_DURATION=$LOW_DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS TOKENS=$TOKENS UPLOAD_PATH=$UPLOAD_PATH UPLOAD_SIZES='$UPLOAD_SIZES' IDLE_CONNS=$IDLE_CONNS"
+echo "settings:     DURATION=$DURATION ROUNDS=$ROUNDS LOW_DURATION=$LOW_DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS TOKENS=$TOKENS UPLOAD_PATH=$UPLOAD_PATH UPLOAD_SIZES='$UPLOAD_SIZES' IDLE_CONNS=$IDLE_CONNS"
 echo "ulimit -n:    $(ulimit -n)"
 echo "CPU busy before start: ${BUSY}%"
 
@@ -169,8 +182,10 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || echo "note: cannot reset VmHWM of $1 (clear_refs); peak RSS includes earlier phases"; }
 
 GW_PID=
+# GW_LISTEN_PORT / GW_ADMIN_PORT override the ports (a second gateway beside the first).
 start_gateway() { # name token_cache_size log_level [NAME=value settings...]
     local name=$1 cache=$2 level=$3 out=$RUN_DIR/gateway-$1.log
+    local listen=${GW_LISTEN_PORT:-$GW_PORT} admin=${GW_ADMIN_PORT:-$ADMIN_PORT}
     shift 3
     [[ "$level" == info ]] && out=/dev/null
     env -i PATH="$PATH" \
@@ -179,15 +194,15 @@ start_gateway() { # name token_cache_size log_level [NAME=value settings...]
         Authentication__Schemes__Bearer__RequireHttpsMetadata=false \
         Authentication__Schemes__Bearer__TokenCacheSize="$cache" \
         Gateway__Upstream="http://$HOST:$STUB_PORT" \
-        Gateway__Listen="$HOST:$GW_PORT" \
-        Gateway__AdminListen="$HOST:$ADMIN_PORT" \
+        Gateway__Listen="$HOST:$listen" \
+        Gateway__AdminListen="$HOST:$admin" \
         Gateway__LogLevel="$level" \
         Gateway__HeaderReadTimeout=120s \
         "$@" \
         "$BIN" serve >"$out" 2>"$RUN_DIR/gateway-$name.err" &
     GW_PID=$!
     PIDS+=("$GW_PID")
-    wait_http "http://$HOST:$ADMIN_PORT/readyz"
+    wait_http "http://$HOST:$admin/readyz"
 }
 
 stop_gateway() {
@@ -206,9 +221,11 @@ cpu_ticks() {
     echo "$total"
 }
 
-declare -A R_RPS R_P50 R_P99 R_ERR R_CPU
+declare -A R_RPS R_P50 R_P99 R_ERR R_CPU L_RPS L_P50 L_P99 L_CPU
+median() { tr ' ' '\n' | sort -g | awk 'NF {a[++n] = $1} END {if (n == 0) print "-"; else if (n % 2) print a[(n + 1) / 2]; else print (a[n / 2] + a[n / 2 + 1]) / 2}'; }
 # run_wrk key url connections threads duration [wrk args...]
-# With CPU_PIDS set (space-separated), also records the proxy's CPU µs per request.
+# With CPU_PIDS set (space-separated), also records the proxy's CPU µs per request. Running the
+# same key again adds a round: R_* then hold the medians over its rounds (errors: the sum).
 run_wrk() {
     local key=$1 url=$2 conns=$3 threads=$4 dur=$5
     shift 5
@@ -222,22 +239,27 @@ run_wrk() {
     echo "$out" >"$RUN_DIR/wrk-$key.txt"
     local line
     line=$(grep '^RESULT' <<<"$out") || die "no RESULT line from wrk: $out"
-    R_RPS[$key]=$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")
-    R_P50[$key]=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")
-    R_P99[$key]=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
+    L_RPS[$key]+=" $(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")"
+    L_P50[$key]+=" $(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")"
+    L_P99[$key]+=" $(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")"
     local sock non2xx
     sock=$(sed -E 's/.*socket_errors=([0-9]+).*/\1/' <<<"$line")
     non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$line")
-    R_ERR[$key]=$((sock + non2xx))
+    R_ERR[$key]=$((${R_ERR[$key]:-0} + sock + non2xx))
     local requests
     requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
-    R_CPU[$key]=-
     if [[ -n "${CPU_PIDS:-}" ]] && ((requests > 0)); then
-        R_CPU[$key]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
-        line="$line proxy_cpu_us_per_request=${R_CPU[$key]}"
+        local cpu
+        cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
+        L_CPU[$key]+=" $cpu"
+        line="$line proxy_cpu_us_per_request=$cpu"
     fi
+    R_RPS[$key]=$(median <<<"${L_RPS[$key]}")
+    R_P50[$key]=$(median <<<"${L_P50[$key]}")
+    R_P99[$key]=$(median <<<"${L_P99[$key]}")
+    R_CPU[$key]=$(median <<<"${L_CPU[$key]:-}")
     printf '%-22s %s\n' "$key" "$line"
-    if ((R_ERR[$key] > 0)); then echo "WARNING: $key had $sock socket errors and $non2xx non-2xx responses"; fi
+    if ((sock + non2xx > 0)); then echo "WARNING: $key had $sock socket errors and $non2xx non-2xx responses"; fi
 }
 
 declare -A U_MBS U_HWM
@@ -292,11 +314,30 @@ PIDS+=("$NGINX_PID")
 wait_http "http://$HOST:$NGINX_PORT/api/v1/policies"
 echo "nginx workers: $(pgrep -P "$NGINX_PID" | wc -l)"
 
+python3 "$BENCH_DIR/jwks_to_pem.py" "$ISSUER_URL" "$RUN_DIR/issuer-key.pem"
+sed -e "s|@HAPROXY_LISTEN@|$HOST:$HAPROXY_PORT|g" -e "s|@UPSTREAM@|$HOST:$STUB_PORT|g" \
+    -e "s|@ISSUER@|$ISSUER_URL|g" -e "s|@KEY_FILE@|$RUN_DIR/issuer-key.pem|g" \
+    "$BENCH_DIR/haproxy.cfg.template" >"$RUN_DIR/haproxy.cfg"
+"$HAPROXY" -c -q -f "$RUN_DIR/haproxy.cfg" || die "haproxy rejected $RUN_DIR/haproxy.cfg"
+"$HAPROXY" -db -f "$RUN_DIR/haproxy.cfg" >"$RUN_DIR/haproxy.log" 2>&1 &
+HAPROXY_PID=$!
+PIDS+=("$HAPROXY_PID")
+
 say "minting tokens"
 python3 "$BENCH_DIR/mint_tokens.py" "$ISSUER_URL" "$USER_ID" "$USER_SECRET" 1 "$RUN_DIR/token.txt"
 TOKEN=$(cat "$RUN_DIR/token.txt")
 python3 "$BENCH_DIR/mint_tokens.py" "$ISSUER_URL" "$USER_ID" "$USER_SECRET" "$TOKENS" "$RUN_DIR/tokens.txt"
 echo "$(wc -l <"$RUN_DIR/tokens.txt") distinct tokens, ${#TOKEN} bytes each"
+for _ in $(seq 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://$HOST:$HAPROXY_PORT/api/v1/policies" || true)
+    [[ "$code" == 200 ]] && break
+    sleep 0.05
+done
+[[ "$code" == 200 ]] || die "HAProxy answered $code to a valid token (see $RUN_DIR/haproxy.log)"
+# The reused token's header and claims with another token's signature: only jwt_verify refuses it.
+OTHER_TOKEN=$(head -1 "$RUN_DIR/tokens.txt")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN%.*}.${OTHER_TOKEN##*.}" "http://$HOST:$HAPROXY_PORT/api/v1/policies")
+[[ "$code" == 401 ]] || die "HAProxy answered $code to a token with another token's signature"
 export HALO_BENCH_TOKENS=$RUN_DIR/tokens.txt HALO_BENCH_DIR=$BENCH_DIR
 
 # ---------------------------------------------------------------- (c) gateway, cached token
@@ -398,18 +439,39 @@ if [[ "$ONLY_RATE_LIMIT" == 1 ]]; then
     exit 0
 fi
 
-say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS"
-run_wrk a "http://$HOST:$STUB_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua"
+# (d) runs in a second gateway beside (c), so every round has all five targets.
+say "halo-gateway (TokenCacheSize=0: every request verifies its RS256 signature) on $HOST:$UNCACHED_PORT"
+CACHED_PID=$GW_PID
+GW_LISTEN_PORT=$UNCACHED_PORT GW_ADMIN_PORT=$UNCACHED_ADMIN_PORT start_gateway uncached 0 warn
+UNCACHED_PID=$GW_PID
+GW_PID=$CACHED_PID
+
+say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS, $ROUNDS rounds (order alternates)"
 NGINX_WORKER_PIDS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
-CPU_PIDS=$NGINX_WORKER_PIDS run_wrk b "http://$HOST:$NGINX_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua"
 reset_hwm "$GW_PID"
-CPU_PIDS=$GW_PID run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+run_target() { # a | b | h | c | d
+    case $1 in
+    a) run_wrk a "http://$HOST:$STUB_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" ;;
+    b) CPU_PIDS=$NGINX_WORKER_PIDS run_wrk b "http://$HOST:$NGINX_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" ;;
+    h) CPU_PIDS=$HAPROXY_PID run_wrk h "http://$HOST:$HAPROXY_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}" ;;
+    c) CPU_PIDS=$GW_PID run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}" ;;
+    d) CPU_PIDS=$UNCACHED_PID run_wrk d "http://$HOST:$UNCACHED_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/tokens.lua" ;;
+    esac
+}
+for ((round = 1; round <= ROUNDS; round++)); do
+    echo "-- round $round of $ROUNDS"
+    if ((round % 2)); then order="a b h c d"; else order="d c h b a"; fi
+    for target in $order; do run_target "$target"; done
+done
 LOAD_HWM=$(kib "$GW_PID" VmHWM)
 
 say "GET $P, 1 connection, ${LOW_DURATION}s, wrk -t1"
 run_wrk a1 "http://$HOST:$STUB_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/report.lua"
 run_wrk b1 "http://$HOST:$NGINX_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/report.lua"
+run_wrk h1 "http://$HOST:$HAPROXY_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
 run_wrk c1 "http://$HOST:$GW_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
+run_wrk d1 "http://$HOST:$UNCACHED_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/tokens.lua"
+GW_PID=$UNCACHED_PID stop_gateway
 
 say "uploads: POST $UPLOAD_PATH, sizes $UPLOAD_SIZES, median of $UPLOAD_REPEAT"
 for size in $UPLOAD_SIZES; do
@@ -430,13 +492,6 @@ echo "nginx (master + workers): $NGINX_IDLE_LINE"
 IDLE_CONN_RSS=$(sed -E 's/.*rss_kib=([0-9]+).*/\1/' <<<"$IDLE_LINE")
 IDLE_CONN_OPEN=$(sed -E 's/.*connections=([0-9]+).*/\1/' <<<"$IDLE_LINE")
 NGINX_IDLE_RSS=$(sed -E 's/.*rss_kib=([0-9]+).*/\1/' <<<"$NGINX_IDLE_LINE")
-stop_gateway
-
-# ---------------------------------------------------------------- (d) gateway, no token cache
-say "halo-gateway (TokenCacheSize=0: every request verifies its RS256 signature), $TOKENS distinct tokens"
-start_gateway uncached 0 warn
-CPU_PIDS=$GW_PID run_wrk d "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/tokens.lua"
-run_wrk d1 "http://$HOST:$GW_PORT$P" 1 1 "$LOW_DURATION" -s "$BENCH_DIR/tokens.lua"
 stop_gateway
 
 if [[ "$MEASURE_INFO_LOG" == 1 ]]; then
@@ -465,14 +520,17 @@ TABLE=$RESULTS_DIR/latest.md
     echo "### halo-gateway vs nginx — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, loopback (CPU busy before start: ${BUSY}%)"
     echo
     echo "**Headline:** (c)/(b) throughput = **$(ratio "${R_RPS[c]}" "${R_RPS[b]}")x**, (d)/(b) = **$(ratio "${R_RPS[d]}" "${R_RPS[b]}")x**" \
-        "(p99 (c) − p99 (b) = $(us_diff "${R_P99[c]}" "${R_P99[b]}") µs)"
+        "(p99 (c) − p99 (b) = $(us_diff "${R_P99[c]}" "${R_P99[b]}") µs); against HAProxy with JWT checks:" \
+        "(c)/(h) = **$(ratio "${R_RPS[c]}" "${R_RPS[h]}")x**, (d)/(h) = **$(ratio "${R_RPS[d]}" "${R_RPS[h]}")x**"
     echo
-    echo "GET $P, $CONNECTIONS connections, ${DURATION} s, wrk -t$WRK_THREADS (load generator on the same 2 cores):"
+    echo "GET $P, $CONNECTIONS connections, ${DURATION} s, wrk -t$WRK_THREADS (load generator on the same 2 cores)," \
+        "median of $ROUNDS rounds in alternating order (each round's figures are in the raw log):"
     echo
     echo "| target | req/s | p50 ms | p99 ms | proxy CPU µs/request | errors |"
     echo "|---|---:|---:|---:|---:|---:|"
     row "(a) direct to stub upstream" a
     row "(b) nginx plain proxy" b
+    row "(h) HAProxy $("$HAPROXY" -v 2>&1 | head -1 | awk '{print $3}' | cut -d- -f1) with JWT checks on every request (RS256, alg, iss, aud, exp), one reused token" h
     row "(c) halo-gateway, one reused token (cached)" c
     row "(d) halo-gateway, distinct token per request, TokenCacheSize=0" d
     if [[ -n "${R_RPS[c_info]:-}" ]]; then row "(c) with Gateway__LogLevel=info (access log on, to /dev/null)" c_info; fi
@@ -489,7 +547,7 @@ TABLE=$RESULTS_DIR/latest.md
     echo
     echo "| target | req/s | p50 µs | p99 µs |"
     echo "|---|---:|---:|---:|"
-    for k in a1 b1 c1 d1; do
+    for k in a1 b1 h1 c1 d1; do
         printf '| %s | %.0f | %s | %s |\n' "$k" "${R_RPS[$k]}" "${R_P50[$k]}" "${R_P99[$k]}"
     done
     echo
