@@ -1,12 +1,20 @@
 //! Streaming, header rewriting, client disconnects and graceful shutdown.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use halo_gateway::dev::issuer::Issuer;
+use halo_gateway::server::RunningGateway;
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
-use crate::support::{TestEnv, eventually};
+use crate::support::{TestEnv, client, config_for, eventually, start_issuer};
 
 #[tokio::test]
 async fn a_200_mb_upload_streams_through_byte_for_byte() {
@@ -290,5 +298,112 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert!(
         tokio::net::TcpStream::connect(public).await.is_err(),
         "the listener is closed"
+    );
+}
+
+/// A raw HTTP/1.1 upstream that counts the connections it accepts and answers each request
+/// with a small keep-alive response; with `one_per_connection` it closes every connection after
+/// its first answer without saying so (as an upstream does when its keep-alive timeout fires).
+struct CountingUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for CountingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn counting_upstream(one_per_connection: bool) -> CountingUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    // GET requests only: a head without a body ends at the blank line.
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() || one_per_connection {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    CountingUpstream {
+        addr,
+        accepted,
+        task,
+    }
+}
+
+async fn gateway_before_counting(upstream: &CountingUpstream) -> (Issuer, RunningGateway, String) {
+    let issuer = start_issuer().await;
+    let config = config_for(issuer.url(), &format!("http://{}", upstream.addr), &[]);
+    let running = halo_gateway::start(&config).await.expect("gateway starts");
+    let token = issuer.token_for(&issuer.clients()[1]);
+    (issuer, running, token)
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let upstream = counting_upstream(false).await;
+    let (_issuer, gateway, token) = gateway_before_counting(&upstream).await;
+    let client = client();
+    let url = format!("http://{}/api/v1/policies", gateway.public_addr);
+    for _ in 0..20 {
+        let response = client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.expect("body"), "ok");
+    }
+    assert_eq!(
+        upstream.accepted.load(Ordering::SeqCst),
+        1,
+        "one client connection's requests go over one kept-alive upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_closing_idle_connections_fails_no_request() {
+    let upstream = counting_upstream(true).await;
+    let (_issuer, gateway, token) = gateway_before_counting(&upstream).await;
+    let client = client();
+    let url = format!("http://{}/api/v1/policies", gateway.public_addr);
+    for i in 0..20 {
+        let response = client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200, "request {i}");
+        assert_eq!(response.text().await.expect("body"), "ok");
+    }
+    assert_eq!(
+        upstream.accepted.load(Ordering::SeqCst),
+        20,
+        "a closed connection is never reused"
     );
 }
