@@ -13,6 +13,11 @@ use halo_gateway::config::Config;
 use halo_gateway::dev::DevStack;
 use halo_gateway::telemetry::OtlpSettings;
 
+/// jemalloc keeps less resident per idle connection than glibc malloc (docs/performance.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
