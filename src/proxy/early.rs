@@ -41,6 +41,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 
 /// Longest time the rest of a client's upload is read and discarded after an early answer.
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
@@ -90,7 +91,7 @@ where
     }
 }
 
-/// Stops one upstream connection's writes, or the whole connection; the pool hands it out with
+/// Stops one upstream connection's writes, or the whole connection. hyper-util copies it into
 /// every response that connection carries.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionControl(Arc<ControlState>);
@@ -140,11 +141,6 @@ impl<T> UpstreamIo<T> {
     }
 
     /// Why a write may not go ahead: aborted (an error), paused or held (pending).
-    /// The handle that pauses or aborts this connection after an early answer.
-    pub fn control(&self) -> ConnectionControl {
-        self.control.clone()
-    }
-
     fn write_blocked<R>(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<R>>> {
         self.control.0.task.register(cx.waker());
         if self.control.is_aborted() {
@@ -183,6 +179,12 @@ fn aborted() -> io::Error {
         io::ErrorKind::ConnectionAborted,
         "upstream connection closed after an early answer",
     )
+}
+
+impl<T: Connection> Connection for UpstreamIo<T> {
+    fn connected(&self) -> Connected {
+        self.inner.connected().extra(self.control.clone())
+    }
 }
 
 impl<T: Read + Unpin> Read for UpstreamIo<T> {

@@ -52,9 +52,8 @@ impl ProxyError {
         }
     }
 
-    /// Classifies a failed upstream exchange, looking for our own body errors in the chain
-    /// (a client upload that failed is the client's fault, not the upstream's).
-    pub fn from_exchange_error(error: &hyper::Error) -> Self {
+    /// Classifies a failed upstream exchange, looking for our own body errors in the chain.
+    pub fn from_client_error(error: &hyper_util::client::legacy::Error) -> Self {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(e) = source {
             if let Some(body) = e.downcast_ref::<BodyError>() {
@@ -62,7 +61,12 @@ impl ProxyError {
             }
             source = e.source();
         }
-        Self::Reset(crate::error::error_chain(error))
+        let detail = crate::error::error_chain(error);
+        if error.is_connect() {
+            Self::Connect(detail)
+        } else {
+            Self::Reset(detail)
+        }
     }
 
     /// The JSON error response.

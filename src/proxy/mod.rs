@@ -1,4 +1,4 @@
-//! Forwarding to the Halo upstream: a pool of hyper HTTP/1 connections per worker, bodies streamed
+//! Forwarding to the Halo upstream: one pooled hyper client built at start-up, bodies streamed
 //! both ways (a multi-GB upload uses constant memory), status/headers/bytes from Halo passed
 //! back untouched except for hop-by-hop headers.
 //!
@@ -12,7 +12,6 @@
 pub mod early;
 pub(crate) mod error;
 pub mod headers;
-mod pool;
 mod service;
 
 use std::time::Duration;
@@ -20,12 +19,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
-use self::early::{Connector, RelayedBody};
+use self::early::{ConnectionControl, Connector, RelayedBody, UploadBody};
 pub use self::error::ProxyError;
-use self::pool::ConnectionPool;
 pub use self::service::{ForwardingOptions, ProxyService};
 use crate::http::path::NormalizedPath;
 use crate::http::request_error::RequestError;
@@ -36,7 +37,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The Halo API behind the gateway, for request bodies of type `B`.
 #[derive(Debug)]
 pub struct Upstream<B> {
-    pool: ConnectionPool<B>,
+    client: Client<Connector<HttpsConnector<HttpConnector>>, UploadBody<B>>,
     scheme: Scheme,
     authority: Authority,
     /// Path prefix of the upstream base URL, without a trailing slash.
@@ -47,7 +48,7 @@ pub struct Upstream<B> {
 impl<B> Clone for Upstream<B> {
     fn clone(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
+            client: self.client.clone(),
             scheme: self.scheme.clone(),
             authority: self.authority.clone(),
             base_path: self.base_path.clone(),
@@ -72,7 +73,11 @@ where
             Ok(builder) => builder,
             Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
         };
-        let connector = Connector::new(tls.https_or_http().enable_http1().wrap_connector(http));
+        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(Connector::new(connector));
         let scheme = Scheme::try_from(base.scheme()).map_err(|e| e.to_string())?;
         let host = base.host_str().ok_or("the upstream URL has no host")?;
         let authority = match base.port() {
@@ -80,14 +85,8 @@ where
             None => host.to_owned(),
         };
         let authority = Authority::try_from(authority.as_str()).map_err(|e| e.to_string())?;
-        let pool = ConnectionPool::new(
-            connector,
-            scheme.clone(),
-            authority.clone(),
-            POOL_IDLE_TIMEOUT,
-        )?;
         Ok(Self {
-            pool,
+            client,
             scheme,
             authority,
             base_path: base.path().trim_end_matches('/').to_owned(),
@@ -124,18 +123,20 @@ where
         parts.version = Version::HTTP_11;
         let (body, upload) = early::track_upload(body);
         let request = Request::from_parts(parts, body);
-        let (response, control) =
-            match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
-                Err(_) => return Err(ProxyError::Timeout(self.timeout)),
-                Ok(result) => result?,
-            };
+        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
+        {
+            Err(_) => return Err(ProxyError::Timeout(self.timeout)),
+            Ok(Err(e)) => return Err(ProxyError::from_client_error(&e)),
+            Ok(Ok(response)) => response,
+        };
         let (mut parts, body) = response.into_parts();
         // An error answer before the upload is complete refuses the rest of it (Kestrel's
         // early 413); a success answer while the upload goes on is a full-duplex stream (a
         // rebuild streaming its output back) and is left alone.
         let answered_early =
             !parts.status.is_success() && upload.is_some_and(|upload| upload.answered_early());
-        let abort_at_end = answered_early.then_some(control);
+        let control = parts.extensions.remove::<ConnectionControl>();
+        let abort_at_end = control.filter(|_| answered_early);
         if let Some(control) = &abort_at_end {
             control.pause_writes();
         }
