@@ -302,7 +302,10 @@ pub async fn shutdown_signal() {
     }
 }
 
-async fn serve_public<S, B>(
+/// One worker's accept loop: serves each accepted connection with `stack` on the calling
+/// runtime until `shutdown`, then drains. Public so the allocation bench
+/// (`benches/allocations.rs`) runs exactly a worker's path on a thread it measures.
+pub async fn serve_public<S, B>(
     listener: TcpListener,
     stack: middleware::SharedStack<S>,
     limits: &GatewayConfig,
