@@ -26,7 +26,7 @@ use http::{Request, Response, header};
 use http_body::Body;
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
@@ -93,7 +93,7 @@ where
         // Request id before the span and the access log, which both carry it: the client's
         // id when it is safe, else a UUID; echoed on the response.
         .map_request(request_id::drop_unsafe_request_id)
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(request_id::MakeUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         // A debug-level span per request (the access log names the id itself).
         .layer(

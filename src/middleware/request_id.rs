@@ -1,8 +1,11 @@
 //! Request ids: the client's `X-Request-Id` is kept when it sent exactly one that is safe to
 //! log (1 to 128 visible ASCII bytes); otherwise it is dropped, so tower-http's
-//! `SetRequestId` makes a UUID v4. The id is echoed on the response by `PropagateRequestId`.
+//! `SetRequestId` makes a UUID v4 ([`MakeUuid`]). The id is echoed on the response by
+//! `PropagateRequestId`.
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request};
+use tower_http::request_id::{MakeRequestId, RequestId};
 
 use crate::proxy::headers::X_REQUEST_ID;
 
@@ -16,6 +19,23 @@ pub fn drop_unsafe_request_id<B>(mut request: Request<B>) -> Request<B> {
         request.headers_mut().remove(X_REQUEST_ID);
     }
     request
+}
+
+/// A UUID v4 per request, as tower-http's `MakeRequestUuid` makes it, written into one
+/// shared buffer: the header, the `RequestId` extension, the response's copy and the access
+/// log's then share it, where a `String` would be formatted, copied, and copied again on the
+/// first clone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MakeUuid;
+
+impl MakeRequestId for MakeUuid {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_maybe_shared(Bytes::from_owner(text))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 fn has_one_safe_id(headers: &HeaderMap) -> bool {
@@ -57,6 +77,22 @@ mod tests {
         assert_eq!(kept(&["abc-123"]), ["abc-123"]);
         let longest = "x".repeat(MAX_REQUEST_ID_LEN);
         assert_eq!(kept(&[longest.as_str()]), [longest]);
+    }
+
+    #[test]
+    fn made_ids_are_uuid_v4_text() {
+        let request = Request::new(());
+        let id = MakeUuid.make_request_id(&request).expect("id");
+        let text = id.header_value().to_str().expect("ASCII");
+        let parsed = uuid::Uuid::parse_str(text).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(
+            text,
+            parsed.hyphenated().to_string(),
+            "lower-case, hyphenated"
+        );
+        let next = MakeUuid.make_request_id(&request).expect("id");
+        assert_ne!(next.header_value(), id.header_value());
     }
 
     #[test]
