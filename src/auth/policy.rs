@@ -5,15 +5,15 @@
 //! slash, as Halo's ASP.NET routing does. Pattern syntax: literal segments, `*` for exactly one
 //! segment, and a final `**` for zero or more segments.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use http::Method;
+use smallvec::SmallVec;
 
 use super::access::RouteAccess;
 use crate::config::{Config, RuleConfig};
-use crate::http::path::{NormalizedPath, match_key};
+use crate::http::path::{NormalizedPath, SegmentKey};
 
 /// What a route demands of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,7 @@ impl RouteRule {
         })
     }
 
-    fn matches(&self, method: &Method, path: &[Cow<'_, str>]) -> bool {
+    fn matches(&self, method: &Method, path: &[SegmentKey<'_>]) -> bool {
         if let Some(methods) = &self.methods {
             // HEAD reads what GET reads, so a GET rule also covers HEAD.
             let m = if method == Method::HEAD {
@@ -148,7 +148,7 @@ impl RouteRule {
             .zip(path)
             .all(|(seg, actual)| match seg {
                 Segment::One => true,
-                Segment::Literal(lit) => lit == actual.as_ref(),
+                Segment::Literal(lit) => actual.matches(lit),
             })
     }
 }
@@ -242,11 +242,12 @@ impl Policy {
     /// The first rule matching the request, or the fallback ([`FALLBACK`] plus the global
     /// requirements).
     pub fn route(&self, method: &Method, path: &NormalizedPath) -> &RouteRule {
-        let segments: Vec<Cow<'_, str>> = path
+        // On the stack for paths of up to 8 segments (every Halo route).
+        let segments: SmallVec<[SegmentKey<'_>; 8]> = path
             .as_str()
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(match_key)
+            .map(SegmentKey::new)
             .collect();
         self.rules
             .iter()

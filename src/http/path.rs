@@ -136,7 +136,7 @@ impl NormalizedPath {
 /// One path segment as routes compare it: fully percent-decoded and Unicode upper-cased. Plain
 /// ASCII (the common case) skips the decode, and an already upper-case segment is borrowed.
 pub fn match_key(segment: &str) -> Cow<'_, str> {
-    if segment.bytes().all(|b| b.is_ascii() && b != b'%') {
+    if is_plain(segment) {
         if segment.bytes().any(|b| b.is_ascii_lowercase()) {
             Cow::Owned(segment.to_ascii_uppercase())
         } else {
@@ -150,6 +150,39 @@ pub fn match_key(segment: &str) -> Cow<'_, str> {
                 .flat_map(char::to_uppercase)
                 .collect(),
         )
+    }
+}
+
+/// ASCII without escapes: its [`match_key`] is its ASCII upper-case.
+fn is_plain(segment: &str) -> bool {
+    segment.bytes().all(|b| b.is_ascii() && b != b'%')
+}
+
+/// A request path segment ready to compare with route literals (each the [`match_key`] of a
+/// pattern segment). A plain ASCII segment, nearly every one, is compared in place, ignoring
+/// ASCII case, instead of being upper-cased into a new string per request.
+#[derive(Debug)]
+pub enum SegmentKey<'a> {
+    Plain(&'a str),
+    Folded(String),
+}
+
+impl<'a> SegmentKey<'a> {
+    pub fn new(segment: &'a str) -> Self {
+        if is_plain(segment) {
+            Self::Plain(segment)
+        } else {
+            Self::Folded(match_key(segment).into_owned())
+        }
+    }
+
+    /// Whether [`match_key`] of the segment equals `literal`, itself a [`match_key`] (so it
+    /// holds no ASCII lower-case letter, and ignoring ASCII case is the same comparison).
+    pub fn matches(&self, literal: &str) -> bool {
+        match self {
+            Self::Plain(segment) => segment.eq_ignore_ascii_case(literal),
+            Self::Folded(key) => key == literal,
+        }
     }
 }
 
@@ -234,6 +267,40 @@ mod tests {
         }
         let long_s = NormalizedPath::parse("/api/v1/licen\u{17f}e").expect("valid");
         assert_eq!(long_s.match_segments(), ["API", "V1", "LICENSE"]);
+    }
+
+    #[test]
+    fn segment_keys_compare_as_their_match_keys_do() {
+        let segments = [
+            "api",
+            "API",
+            "Api",
+            "v1",
+            "license",
+            "licen%C5%BFe",
+            "licen\u{17f}e",
+            "caf%C3%A9",
+            "CAF%C3%89",
+            "%6Cicense",
+            "",
+            "a-b_c.d~",
+            "STRASSE",
+            "stra%C3%9Fe",
+            "x%2Dy",
+        ];
+        for literal in segments {
+            let literal = match_key(literal);
+            for segment in segments {
+                assert_eq!(
+                    SegmentKey::new(segment).matches(&literal),
+                    match_key(segment) == literal,
+                    "{segment} against {literal}"
+                );
+            }
+        }
+        assert!(SegmentKey::new("license").matches("LICENSE"));
+        assert!(SegmentKey::new("licen%C5%BFe").matches("LICENSE"));
+        assert!(!SegmentKey::new("licence").matches("LICENSE"));
     }
 
     #[test]
