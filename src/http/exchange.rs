@@ -22,7 +22,7 @@ pub struct PeerAddr(pub SocketAddr);
 #[derive(Debug, Default)]
 pub struct Exchange {
     route: OnceLock<Arc<str>>,
-    path: OnceLock<String>,
+    path: OnceLock<Arc<str>>,
     principal: OnceLock<Arc<dyn Principal>>,
     deny_reason: OnceLock<&'static str>,
     refusal: OnceLock<Refusal>,
@@ -63,8 +63,8 @@ impl Exchange {
         let _ = self.route.set(route);
     }
 
-    pub fn set_path(&self, path: &str) {
-        let _ = self.path.set(path.to_owned());
+    pub fn set_path(&self, path: Arc<str>) {
+        let _ = self.path.set(path);
     }
 
     pub fn set_principal(&self, principal: Arc<dyn Principal>) {
@@ -108,7 +108,7 @@ impl Exchange {
     }
 
     pub fn path(&self) -> Option<&str> {
-        self.path.get().map(String::as_str)
+        self.path.get().map(AsRef::as_ref)
     }
 
     pub fn principal(&self) -> Option<&dyn Principal> {

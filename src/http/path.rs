@@ -8,13 +8,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, percent_encode_byte};
 
-/// A normalized, unambiguous request path (always starts with `/`).
+/// A normalized, unambiguous request path (always starts with `/`). Shared, so the access log
+/// keeps it without a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath {
-    path: String,
+    path: Arc<str>,
 }
 
 /// Why a path was refused.
@@ -53,6 +55,9 @@ impl NormalizedPath {
         let bytes = raw.as_bytes();
         if bytes.first() != Some(&b'/') {
             return Err(PathError::NotAbsolute);
+        }
+        if is_already_normal(raw) {
+            return Ok(Self { path: raw.into() });
         }
         // Pass 1: decode unreserved escapes, upper-case the others, refuse the ambiguous ones.
         let mut decoded = String::with_capacity(raw.len());
@@ -114,11 +119,16 @@ impl NormalizedPath {
         if path.is_empty() || trailing_slash {
             path.push('/');
         }
-        Ok(Self { path })
+        Ok(Self { path: path.into() })
     }
 
     pub fn as_str(&self) -> &str {
         &self.path
+    }
+
+    /// The path, shared.
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.path)
     }
 
     /// Segments for route matching: fully percent-decoded (as ASP.NET decodes before routing)
@@ -151,6 +161,22 @@ pub fn match_key(segment: &str) -> Cow<'_, str> {
                 .collect(),
         )
     }
+}
+
+/// What [`NormalizedPath::parse`] returns unchanged (nearly every request): visible ASCII
+/// without escapes or backslashes, and no empty (but a last), `.` or `..` segment.
+fn is_already_normal(raw: &str) -> bool {
+    let plain = raw
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'%' && b != b'\\');
+    let mut segments = raw[1..].split('/').peekable();
+    plain
+        && std::iter::from_fn(|| segments.next().map(|s| (s, segments.peek().is_none())))
+            .all(|(segment, last)| match segment {
+                "" => last,
+                "." | ".." => false,
+                _ => true,
+            })
 }
 
 /// ASCII without escapes: its [`match_key`] is its ASCII upper-case.
@@ -267,6 +293,19 @@ mod tests {
         }
         let long_s = NormalizedPath::parse("/api/v1/licen\u{17f}e").expect("valid");
         assert_eq!(long_s.match_segments(), ["API", "V1", "LICENSE"]);
+    }
+
+    #[test]
+    fn already_normal_paths_are_kept_as_they_are() {
+        for raw in ["/", "/api/v1/policies", "/api/v1/policies/", "/a.b/..c/.d", "/a b"] {
+            assert!(is_already_normal(raw), "{raw}");
+            assert_eq!(norm(raw).as_deref(), Ok(raw));
+        }
+        for raw in [
+            "//", "/a//b", "/./a", "/a/.", "/a/..", "/a/%41", "/caf\u{e9}", "/a\\b", "/a\u{7f}",
+        ] {
+            assert!(!is_already_normal(raw), "{raw}");
+        }
     }
 
     #[test]

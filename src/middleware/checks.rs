@@ -51,7 +51,7 @@ where
         match check(&request) {
             Ok(path) => {
                 if let Some(exchange) = exchange(&request) {
-                    exchange.set_path(path.as_str());
+                    exchange.set_path(path.shared());
                 }
                 request.extensions_mut().insert(path);
                 Either::Right(self.inner.call(request))
