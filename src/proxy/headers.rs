@@ -12,6 +12,7 @@
 //!   unless the peer is a trusted proxy (then `X-Forwarded-For` is appended to). `Via` is
 //!   added (RFC 9110 §7.6.3). `Host` becomes the upstream's authority (set by the client).
 
+use std::io::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderName};
@@ -97,13 +98,17 @@ pub fn rewrite_request(headers: &mut HeaderMap, client: ClientInfo, forward_auth
         headers.remove(header::AUTHORIZATION);
     }
     let host = headers.remove(header::HOST);
-    let peer = client.peer.to_string();
+    // Written on the stack: the header value is then the only copy.
+    let mut peer_text = [0u8; MAX_IP_TEXT];
+    let peer = ip_text(client.peer, &mut peer_text);
+    // X-Forwarded-Proto, X-Forwarded-Host and Via may be new: grow the map once.
+    headers.reserve(4);
     if client.trusted {
         let chain = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .chain(std::iter::once(peer.as_str()))
+            .chain(std::iter::once(peer))
             .collect::<Vec<_>>()
             .join(", ");
         set(headers, X_FORWARDED_FOR, &chain);
@@ -119,7 +124,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, client: ClientInfo, forward_auth
         for name in &FORWARDING {
             headers.remove(name);
         }
-        set(headers, X_FORWARDED_FOR, &peer);
+        set(headers, X_FORWARDED_FOR, peer);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         if let Some(host) = host {
             headers.insert(X_FORWARDED_HOST, host);
@@ -136,12 +141,27 @@ pub fn rewrite_response(headers: &mut HeaderMap) {
     }
 }
 
+/// Longest text of an IP address (an IPv6 address with an embedded IPv4 one).
+const MAX_IP_TEXT: usize = 45;
+
+fn ip_text(ip: IpAddr, buffer: &mut [u8; MAX_IP_TEXT]) -> &str {
+    let mut rest = &mut buffer[..];
+    // Every address fits; on the impossible failure the value is empty and not set.
+    let written = match write!(rest, "{ip}") {
+        Ok(()) => MAX_IP_TEXT - rest.len(),
+        Err(_) => 0,
+    };
+    std::str::from_utf8(&buffer[..written]).unwrap_or_default()
+}
+
 fn append_via(headers: &mut HeaderMap) {
     headers.append(header::VIA, HeaderValue::from_static(VIA_VALUE));
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
+    if !value.is_empty()
+        && let Ok(value) = HeaderValue::from_str(value)
+    {
         headers.insert(name, value);
     }
 }
@@ -207,6 +227,21 @@ mod tests {
         assert!(!h.contains_key("proxy-authentication-info"));
         assert_eq!(h["www-authenticate"], "Bearer", "end-to-end challenge kept");
         assert_eq!(h["content-type"], "application/json");
+    }
+
+    #[test]
+    fn ip_text_is_the_address_as_displayed() {
+        for ip in [
+            "10.1.2.3",
+            "255.255.255.255",
+            "::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+            "0:0:0:0:0:ffff:192.168.100.200",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            let mut buffer = [0u8; MAX_IP_TEXT];
+            assert_eq!(ip_text(ip, &mut buffer), ip.to_string());
+        }
     }
 
     #[test]
