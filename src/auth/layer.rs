@@ -148,7 +148,7 @@ where
     };
     let decision = authenticator.authorize(&target, path).await;
     if let Some(exchange) = &exchange {
-        exchange.set_route(decision.route.name.clone());
+        exchange.set_route(authenticator.route_series(decision.route).clone());
     }
     let matched = MatchedRoute {
         index: decision.route.index,

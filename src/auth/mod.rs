@@ -42,7 +42,7 @@ use self::policy::{Policy, RequiredRole, RouteRule};
 use self::validate::{Validator, VerifiedToken};
 use crate::config::{Config, DPoPMode};
 use crate::http::path::NormalizedPath;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteSeries};
 use crate::redis::SharedRedis;
 use crate::telemetry::spans;
 
@@ -73,6 +73,8 @@ pub struct Decision<'a> {
 pub struct Authenticator {
     validator: Arc<Validator>,
     policy: Policy,
+    /// Each rule's metric series, by position in the policy; then the fallback's.
+    route_series: Vec<Arc<RouteSeries>>,
     metrics: Arc<Metrics>,
     dpop: Dpop,
 }
@@ -82,9 +84,16 @@ type Accepted = (Option<Arc<VerifiedToken>>, Option<String>);
 
 impl Authenticator {
     pub fn new(validator: Arc<Validator>, policy: Policy, metrics: Arc<Metrics>) -> Self {
+        let route_series = policy
+            .rules()
+            .iter()
+            .chain([policy.fallback()])
+            .map(|rule| metrics.route_series(&rule.name))
+            .collect();
         Self {
             validator,
             policy,
+            route_series,
             metrics,
             dpop: Dpop::disabled(),
         }
@@ -133,6 +142,13 @@ impl Authenticator {
         &self.dpop
     }
 
+    /// The metric series of a rule of this authenticator's policy (from [`Decision::route`]).
+    pub fn route_series(&self, rule: &RouteRule) -> &Arc<RouteSeries> {
+        let fallback = self.route_series.len() - 1;
+        let position = rule.index.filter(|&i| i < fallback).unwrap_or(fallback);
+        &self.route_series[position]
+    }
+
     /// Decides a request; counts the decision.
     pub async fn authorize(
         &self,
@@ -149,14 +165,9 @@ impl Authenticator {
         let result = self.decide(route, target).instrument(span.clone()).await;
         spans::record_decision(&span, result.as_ref().err().map(|e| e.reason.label()));
         match &result {
-            Ok(_) => self.metrics.decision(
-                "allow",
-                if route.required == RequiredRole::Anonymous {
-                    "anonymous"
-                } else {
-                    "valid_token"
-                },
-            ),
+            Ok(_) => self
+                .metrics
+                .allowed(route.required == RequiredRole::Anonymous),
             Err(e) => self.metrics.decision("deny", e.reason.label()),
         }
         let (result, proof_jkt) = match result {

@@ -239,6 +239,11 @@ impl Policy {
         &self.rules
     }
 
+    /// The rule of requests no configured rule matches.
+    pub fn fallback(&self) -> &RouteRule {
+        &self.fallback
+    }
+
     /// The first rule matching the request, or the fallback ([`FALLBACK`] plus the global
     /// requirements).
     pub fn route(&self, method: &Method, path: &NormalizedPath) -> &RouteRule {

@@ -11,6 +11,13 @@ use std::time::Duration;
 
 use http::{Method, Request};
 
+use crate::metrics::RouteSeries;
+
+/// Every value of the `method` label ([`method_label`]), `OTHER` last.
+pub const METHOD_LABELS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER",
+];
+
 /// Route label of a request no rule matched (or that never reached the route policy).
 pub const UNMATCHED_ROUTE: &str = "other";
 
@@ -21,7 +28,7 @@ pub struct PeerAddr(pub SocketAddr);
 /// Notes about one exchange; each is written at most once.
 #[derive(Debug, Default)]
 pub struct Exchange {
-    route: OnceLock<Arc<str>>,
+    route: OnceLock<Arc<RouteSeries>>,
     path: OnceLock<Arc<str>>,
     principal: OnceLock<Arc<dyn Principal>>,
     deny_reason: OnceLock<&'static str>,
@@ -59,7 +66,8 @@ pub fn exchange<B>(request: &Request<B>) -> Option<&Arc<Exchange>> {
 }
 
 impl Exchange {
-    pub fn set_route(&self, route: Arc<str>) {
+    /// The matched route, as the series its metrics go to (which also name it).
+    pub fn set_route(&self, route: Arc<RouteSeries>) {
         let _ = self.route.set(route);
     }
 
@@ -104,6 +112,11 @@ impl Exchange {
 
     /// The matched route's label; `None` until the policy has run.
     pub fn route(&self) -> Option<&Arc<str>> {
+        self.route.get().map(|series| series.route())
+    }
+
+    /// The matched route's metric series; `None` until the policy has run.
+    pub fn route_series(&self) -> Option<&Arc<RouteSeries>> {
         self.route.get()
     }
 

@@ -24,8 +24,8 @@ use tower::{Layer, Service};
 use tracing::Span;
 use tracing::instrument::{Instrument as _, Instrumented};
 
-use crate::http::exchange::{Exchange, PeerAddr, UNMATCHED_ROUTE, method_label};
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::http::exchange::{Exchange, PeerAddr, method_label};
+use crate::metrics::{Metrics, RouteSeries};
 use crate::proxy::headers::X_REQUEST_ID;
 use crate::telemetry::spans::{self, ServerRequest, ServerResponse};
 
@@ -155,37 +155,26 @@ struct Record {
 }
 
 impl Record {
-    fn route(&self) -> Arc<str> {
+    /// The matched route's series, or `route="other"`'s.
+    fn series(&self) -> &RouteSeries {
         self.exchange
-            .route()
-            .cloned()
-            .unwrap_or_else(|| Arc::from(UNMATCHED_ROUTE))
+            .route_series()
+            .unwrap_or_else(|| self.metrics.unmatched())
     }
 
     /// Time to the response head.
     fn observe_head(&self) {
-        self.metrics
-            .request_duration
-            .get_or_create(&RouteLabels {
-                method: self.method,
-                route: self.route(),
-            })
-            .observe(self.started.elapsed().as_secs_f64());
+        self.series()
+            .observe_request_duration(self.method, self.started.elapsed().as_secs_f64());
     }
 
     fn finish(&self) {
         let bytes_out = self.bytes_out;
         let metrics = &self.metrics;
-        let route = self.route();
+        let series = self.series();
+        let route = series.route();
         metrics.inflight.dec();
-        metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                method: self.method,
-                route: route.clone(),
-                status: self.status,
-            })
-            .inc();
+        series.count_request(self.method, self.status);
         let exchange = &self.exchange;
         let bytes_in = exchange.bytes_in();
         metrics.bytes_in.inc_by(bytes_in);
@@ -196,7 +185,7 @@ impl Record {
             &self.span,
             &ServerResponse {
                 method: self.method,
-                route: &route,
+                route,
                 path: exchange.path(),
                 status: self.status,
             },

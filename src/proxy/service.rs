@@ -18,10 +18,10 @@ use tower::Service;
 use super::headers::{self, ClientInfo, X_REQUEST_ID};
 use super::{ProxyError, Upstream};
 use crate::http::body::ResponseBody;
-use crate::http::exchange::{Exchange, PeerAddr, UNMATCHED_ROUTE, method_label};
+use crate::http::exchange::{Exchange, PeerAddr, method_label};
 use crate::http::path::NormalizedPath;
 use crate::http::request_error::RequestError;
-use crate::metrics::{KindLabels, Metrics, RouteLabels};
+use crate::metrics::{KindLabels, Metrics};
 use crate::telemetry::spans;
 
 /// Forwarding settings from `Gateway__*`.
@@ -152,17 +152,14 @@ where
             },
         );
         drop(span);
-        let route = exchange
-            .as_ref()
-            .and_then(|e| e.route().cloned())
-            .unwrap_or_else(|| Arc::from(UNMATCHED_ROUTE));
         if let Some(exchange) = &exchange {
             exchange.set_upstream_time(upstream_time);
         }
-        self.metrics
-            .upstream_duration
-            .get_or_create(&RouteLabels { method, route })
-            .observe(upstream_time.as_secs_f64());
+        exchange
+            .as_ref()
+            .and_then(|e| e.route_series())
+            .unwrap_or_else(|| self.metrics.unmatched())
+            .observe_upstream_duration(method, upstream_time.as_secs_f64());
         result
     }
 }
