@@ -94,8 +94,26 @@ where
         })
     }
 
-    /// The upstream URI for a normalized path and the original query.
-    pub fn target(&self, path: &NormalizedPath, query: Option<&str>) -> Result<Uri, ProxyError> {
+    /// The upstream URI for a normalized path and the query of the client's request target.
+    pub fn target(&self, path: &NormalizedPath, original: &Uri) -> Result<Uri, ProxyError> {
+        let path_and_query = match original.path_and_query() {
+            // Nearly always (no base path, a path that was already normal): the client's
+            // path and query as they are, sharing hyper's buffer instead of a copy.
+            Some(sent) if self.base_path.is_empty() && sent.path() == path.as_str() => sent.clone(),
+            _ => self
+                .joined_path_and_query(path, original.query())
+                .parse()
+                .map_err(unforwardable)?,
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(unforwardable)
+    }
+
+    fn joined_path_and_query(&self, path: &NormalizedPath, query: Option<&str>) -> String {
         let mut path_and_query = String::with_capacity(
             self.base_path.len() + path.as_str().len() + query.map_or(0, |q| q.len() + 1),
         );
@@ -105,15 +123,7 @@ where
             path_and_query.push('?');
             path_and_query.push_str(q);
         }
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| {
-                RequestError::BadRequest(format!("the request target cannot be forwarded: {e}"))
-                    .into()
-            })
+        path_and_query
     }
 
     /// Sends a prepared request (headers already rewritten) and returns Halo's response head
@@ -165,4 +175,8 @@ where
         }
         Ok(Response::from_parts(parts, body))
     }
+}
+
+fn unforwardable(e: impl std::fmt::Display) -> ProxyError {
+    RequestError::BadRequest(format!("the request target cannot be forwarded: {e}")).into()
 }

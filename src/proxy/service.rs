@@ -111,11 +111,11 @@ where
     ) -> Result<Response<super::early::RelayedBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let target = match parts.extensions.get::<NormalizedPath>() {
-            Some(path) => self.upstream.target(path, parts.uri.query())?,
+            Some(path) => self.upstream.target(path, &parts.uri)?,
             None => {
                 let path = NormalizedPath::parse(parts.uri.path())
                     .map_err(|e| RequestError::BadRequest(e.to_string()))?;
-                self.upstream.target(&path, parts.uri.query())?
+                self.upstream.target(&path, &parts.uri)?
             }
         };
         let peer = parts
