@@ -40,6 +40,9 @@ pub struct Upstream<B> {
     client: Client<Connector<HttpsConnector<HttpConnector>>, UploadBody<B>>,
     scheme: Scheme,
     authority: Authority,
+    /// `Host` of every forwarded request: the authority, built once (hyper-util would
+    /// format it for each request).
+    host: HeaderValue,
     /// Path prefix of the upstream base URL, without a trailing slash.
     base_path: String,
     timeout: Duration,
@@ -51,6 +54,7 @@ impl<B> Clone for Upstream<B> {
             client: self.client.clone(),
             scheme: self.scheme.clone(),
             authority: self.authority.clone(),
+            host: self.host.clone(),
             base_path: self.base_path.clone(),
             timeout: self.timeout,
         }
@@ -85,10 +89,12 @@ where
             None => host.to_owned(),
         };
         let authority = Authority::try_from(authority.as_str()).map_err(|e| e.to_string())?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
         Ok(Self {
             client,
             scheme,
             authority,
+            host,
             base_path: base.path().trim_end_matches('/').to_owned(),
             timeout,
         })
@@ -131,6 +137,7 @@ where
     pub async fn send(&self, request: Request<B>) -> Result<Response<RelayedBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         parts.version = Version::HTTP_11;
+        parts.headers.insert(header::HOST, self.host.clone());
         let (body, upload) = early::track_upload(body);
         let request = Request::from_parts(parts, body);
         let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
