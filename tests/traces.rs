@@ -1,14 +1,22 @@
 //! OpenTelemetry traces end to end: `halo-gateway serve` with the standard `OTEL_*` variables
-//! exports over OTLP/HTTP to a receiver in this test, which decodes the protobuf with the
-//! `opentelemetry-proto` types.
+//! exports over OTLP/HTTP (and OTLP/gRPC) to a receiver in this test, which decodes the
+//! protobuf with the `opentelemetry-proto` types.
 
+use std::convert::Infallible;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::vec::IntoIter;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
+use futures_util::stream::Iter;
+use halo_gateway::dev::issuer::Issuer;
+use halo_gateway::dev::upstream::StubUpstream;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -17,7 +25,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use prost::Message as _;
 use serde_json::{Value, json};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use crate::support::{
     client, env_for, eventually, eventually_async, free_port, now, start_issuer, start_stub,
@@ -99,11 +107,75 @@ fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
         .collect()
 }
 
-#[tokio::test]
-async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_upstream_children() {
-    let issuer = start_issuer().await;
-    let upstream = start_stub().await;
-    let (otlp, received) = start_receiver().await;
+/// The gRPC path of the OTLP trace service (opentelemetry-proto's `trace_service.proto`).
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// An OTLP/gRPC traces receiver on loopback: HTTP/2 without TLS (prior knowledge, as tonic's
+/// client speaks it to an `http://` endpoint), one unary call per batch. The gRPC framing is
+/// written here (5-byte prefix: compressed flag, length) so the test needs no gRPC server crate.
+async fn start_grpc_receiver() -> (String, Received) {
+    let received = Received::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let store = received.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let store = store.clone();
+            let service =
+                hyper::service::service_fn(move |request| grpc_export(store.clone(), request));
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, received)
+}
+
+/// A gRPC answer: one message, then the `grpc-status` trailer.
+type GrpcBody = StreamBody<Iter<IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+async fn grpc_export(
+    received: Received,
+    request: hyper::Request<Incoming>,
+) -> Result<hyper::Response<GrpcBody>, hyper::Error> {
+    assert_eq!(request.uri().path(), GRPC_EXPORT);
+    let body = request.into_body().collect().await?.to_bytes();
+    assert_eq!(body[0], 0, "an uncompressed message");
+    let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    assert_eq!(body.len(), 5 + length, "one length-prefixed message");
+    let message = ExportTraceServiceRequest::decode(&body[5..]).expect("OTLP protobuf");
+    received.0.lock().unwrap().extend(message.resource_spans);
+    let answer = ExportTraceServiceResponse::default().encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(answer.len()).expect("small").to_be_bytes());
+    framed.extend_from_slice(&answer);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = vec![
+        Ok(Frame::data(Bytes::from(framed))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    Ok(hyper::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .expect("response"))
+}
+
+/// `halo-gateway serve` exporting traces to `endpoint` over `protocol`, once it is ready.
+struct Exporting {
+    child: Child,
+    base: String,
+}
+
+async fn serve_exporting(
+    issuer: &Issuer,
+    upstream: &StubUpstream,
+    endpoint: &str,
+    protocol: &str,
+) -> Exporting {
     let listen = format!("127.0.0.1:{}", free_port());
     let admin_listen = format!("127.0.0.1:{}", free_port());
     let vars = env_for(
@@ -113,8 +185,8 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
             ("Gateway__Listen", &listen),
             ("Gateway__AdminListen", &admin_listen),
             ("Gateway__LogFormat", "json"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
             // Export quickly; the gateway flushes the rest at shutdown anyway.
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
@@ -138,7 +210,20 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    let base = format!("http://{listen}");
+    Exporting {
+        child,
+        base: format!("http://{listen}"),
+    }
+}
+
+#[tokio::test]
+async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_upstream_children() {
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
+    let (otlp, received) = start_receiver().await;
+    let Exporting { child, base } =
+        serve_exporting(&issuer, &upstream, &otlp, "http/protobuf").await;
+    let http = client();
     let claims = json!({
         "iss": issuer.url(), "aud": crate::support::AUDIENCE, "sub": "0oa-trace",
         "cid": "0oa-trace", "iat": now(), "exp": now() + 3600,
@@ -328,4 +413,47 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
     assert_eq!(access.len(), 2, "{log}");
     assert_eq!(access[0]["trace_id"], client_trace);
     assert_eq!(access[1]["trace_id"], hex(&refused.trace_id));
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_grpc_too() {
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
+    let (otlp, received) = start_grpc_receiver().await;
+    let Exporting { child, base } = serve_exporting(&issuer, &upstream, &otlp, "grpc").await;
+    let token = issuer.token_for(&issuer.clients()[1]);
+    let response = client()
+        .get(format!("{base}/api/v1/policies"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    eventually(Duration::from_secs(20), || {
+        received
+            .spans()
+            .iter()
+            .any(|s| s.kind == SpanKind::Server as i32)
+    })
+    .await;
+    drop(child);
+
+    let spans = received.spans();
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("server span");
+    assert_eq!(server.name, "GET policies");
+    assert_eq!(number(server, "http.response.status_code"), 200);
+    let names: Vec<&str> = children(&spans, server)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(names.contains(&"token validation"), "{names:?}");
+    assert!(names.contains(&"GET"), "{names:?}");
+    let resource = received.resources()[0].resource.clone().expect("resource");
+    assert_eq!(
+        attribute(&resource.attributes, "service.name"),
+        Some(&any_value::Value::StringValue("halo-gateway".into()))
+    );
 }
