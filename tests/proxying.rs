@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use halo_gateway::dev::issuer::Issuer;
-use halo_gateway::server::RunningGateway;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -354,44 +352,16 @@ async fn counting_upstream(one_per_connection: bool) -> CountingUpstream {
     }
 }
 
-async fn gateway_before_counting(upstream: &CountingUpstream) -> (Issuer, RunningGateway, String) {
+/// Sends `count` GETs one after the other over one keep-alive client connection through a
+/// gateway in front of `upstream`, each answered 200 `ok`; returns the upstream connections.
+async fn sequential_gets(upstream: &CountingUpstream, count: usize) -> usize {
     let issuer = start_issuer().await;
     let config = config_for(issuer.url(), &format!("http://{}", upstream.addr), &[]);
-    let running = halo_gateway::start(&config).await.expect("gateway starts");
+    let gateway = halo_gateway::start(&config).await.expect("gateway starts");
     let token = issuer.token_for(&issuer.clients()[1]);
-    (issuer, running, token)
-}
-
-#[tokio::test]
-async fn sequential_requests_reuse_one_upstream_connection() {
-    let upstream = counting_upstream(false).await;
-    let (_issuer, gateway, token) = gateway_before_counting(&upstream).await;
     let client = client();
     let url = format!("http://{}/api/v1/policies", gateway.public_addr);
-    for _ in 0..20 {
-        let response = client
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.text().await.expect("body"), "ok");
-    }
-    assert_eq!(
-        upstream.accepted.load(Ordering::SeqCst),
-        1,
-        "one client connection's requests go over one kept-alive upstream connection"
-    );
-}
-
-#[tokio::test]
-async fn an_upstream_closing_idle_connections_fails_no_request() {
-    let upstream = counting_upstream(true).await;
-    let (_issuer, gateway, token) = gateway_before_counting(&upstream).await;
-    let client = client();
-    let url = format!("http://{}/api/v1/policies", gateway.public_addr);
-    for i in 0..20 {
+    for i in 0..count {
         let response = client
             .get(&url)
             .bearer_auth(&token)
@@ -401,8 +371,24 @@ async fn an_upstream_closing_idle_connections_fails_no_request() {
         assert_eq!(response.status(), 200, "request {i}");
         assert_eq!(response.text().await.expect("body"), "ok");
     }
+    upstream.accepted.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let upstream = counting_upstream(false).await;
     assert_eq!(
-        upstream.accepted.load(Ordering::SeqCst),
+        sequential_gets(&upstream, 20).await,
+        1,
+        "one client connection's requests go over one kept-alive upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_closing_idle_connections_fails_no_request() {
+    let upstream = counting_upstream(true).await;
+    assert_eq!(
+        sequential_gets(&upstream, 20).await,
         20,
         "a closed connection is never reused"
     );
