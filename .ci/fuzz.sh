@@ -5,6 +5,8 @@
 #   .ci/fuzz.sh                          # every target, 60 s each
 #   FUZZ_SECONDS=600 .ci/fuzz.sh         # longer
 #   FUZZ_TARGETS="path_policy" .ci/fuzz.sh
+#   FUZZ_DEV=1 .ci/fuzz.sh               # unoptimised build: compiles in about half the time,
+#                                        # runs fewer inputs per second (CI's smoke run)
 #
 # Needs the stable and nightly Rust toolchains (cargo-fuzz is installed if missing). New
 # interesting inputs go to a scratch corpus (FUZZ_WORK_DIR), never into the committed one;
@@ -19,6 +21,7 @@ FUZZ_WORK_DIR="${FUZZ_WORK_DIR:-fuzz/target/ci-corpus}"
 # Same flags for build and run, or cargo-fuzz rebuilds: overflow checks on, no sanitizer
 # (the gateway forbids unsafe code; the checks that matter are its own assertions).
 BUILD_FLAGS=(--debug-assertions --sanitizer none)
+if [[ "${FUZZ_DEV:-0}" == 1 ]]; then BUILD_FLAGS+=(--dev); fi
 
 if ! [[ "$FUZZ_SECONDS" =~ ^[0-9]+$ ]] || (( FUZZ_SECONDS < 1 )); then
     echo "fuzz: FUZZ_SECONDS must be a positive integer, not '$FUZZ_SECONDS'" >&2
