@@ -262,6 +262,10 @@ run_wrk() {
     if ((sock + non2xx > 0)); then echo "WARNING: $key had $sock socket errors and $non2xx non-2xx responses"; fi
 }
 
+# One markdown row of the 64-connection table: label, key.
+ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
+row() { printf '| %s | %.0f | %s | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(ms "${R_P50[$2]}")" "$(ms "${R_P99[$2]}")" "${R_CPU[$2]}" "${R_ERR[$2]}"; }
+
 declare -A U_MBS U_HWM
 # upload key url size_label file [pid-for-peak-rss]
 run_upload() {
@@ -411,33 +415,21 @@ tracing_rows() {
     row "(c) with traces exported over OTLP/HTTP, 100 % sampled" t_100
 }
 
-if [[ "$ONLY_TRACING" == 1 ]]; then
-    say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS (tracing rows only)"
+# ONLY_TRACING / ONLY_RATE_LIMIT: (c) once, then one group of extra rows, and its table.
+only_rows() { # label runs-function rows-function
+    say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS ($1 rows only)"
     CPU_PIDS=$GW_PID run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
     stop_gateway
-    tracing_runs
-    row() { printf '| %s | %.0f | %s | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(awk -v u="${R_P50[$2]}" 'BEGIN {printf "%.2f", u / 1000}')" "$(awk -v u="${R_P99[$2]}" 'BEGIN {printf "%.2f", u / 1000}')" "${R_CPU[$2]}" "${R_ERR[$2]}"; }
+    "$2"
     echo
-    echo "OTLP sink (bench/otlp_sink.py, on the same cores): $SINK_LINE"
-    echo
+    if [[ -n "${SINK_LINE:-}" ]]; then echo "OTLP sink (bench/otlp_sink.py, on the same cores): $SINK_LINE"; echo; fi
     echo "| target | req/s | p50 ms | p99 ms | proxy CPU µs/request | errors |"
     echo "|---|---:|---:|---:|---:|---:|"
-    tracing_rows
+    "$3"
     exit 0
-fi
-
-if [[ "$ONLY_RATE_LIMIT" == 1 ]]; then
-    say "GET $P, $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS (rate-limit rows only)"
-    CPU_PIDS=$GW_PID run_wrk c "http://$HOST:$GW_PORT$P" "$CONNECTIONS" "$WRK_THREADS" "$DURATION" -s "$BENCH_DIR/report.lua" "${AUTH[@]}"
-    stop_gateway
-    rate_limit_runs
-    row() { printf '| %s | %.0f | %s | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(awk -v u="${R_P50[$2]}" 'BEGIN {printf "%.2f", u / 1000}')" "$(awk -v u="${R_P99[$2]}" 'BEGIN {printf "%.2f", u / 1000}')" "${R_CPU[$2]}" "${R_ERR[$2]}"; }
-    echo
-    echo "| target | req/s | p50 ms | p99 ms | proxy CPU µs/request | errors |"
-    echo "|---|---:|---:|---:|---:|---:|"
-    rate_limit_rows
-    exit 0
-fi
+}
+if [[ "$ONLY_TRACING" == 1 ]]; then only_rows tracing tracing_runs tracing_rows; fi
+if [[ "$ONLY_RATE_LIMIT" == 1 ]]; then only_rows rate-limit rate_limit_runs rate_limit_rows; fi
 
 # (d) runs in a second gateway beside (c), so every round has all five targets.
 say "halo-gateway (TokenCacheSize=0: every request verifies its RS256 signature) on $HOST:$UNCACHED_PORT"
@@ -510,10 +502,8 @@ if [[ "$MEASURE_TRACING" == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- table
-ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
 us_diff() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%+d", x - y}'; }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f", x / y}'; }
-row() { printf '| %s | %.0f | %s | %s | %s | %s |\n' "$1" "${R_RPS[$2]}" "$(ms "${R_P50[$2]}")" "$(ms "${R_P99[$2]}")" "${R_CPU[$2]}" "${R_ERR[$2]}"; }
 
 TABLE=$RESULTS_DIR/latest.md
 {
