@@ -45,6 +45,14 @@ impl Received {
             .collect()
     }
 
+    /// Server spans received so far (one per request).
+    fn server_spans(&self) -> usize {
+        self.spans()
+            .iter()
+            .filter(|s| s.kind == SpanKind::Server as i32)
+            .count()
+    }
+
     fn resources(&self) -> Vec<ResourceSpans> {
         self.0.lock().unwrap().clone()
     }
@@ -268,13 +276,7 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
 
     // Spans arrive in batches; wait for both server spans (with their children) to be there.
     eventually(Duration::from_secs(20), || {
-        received
-            .spans()
-            .iter()
-            .filter(|s| s.kind == SpanKind::Server as i32)
-            .count()
-            >= 2
-            && received.spans().len() >= 6
+        received.server_spans() >= 2 && received.spans().len() >= 6
     })
     .await;
 
@@ -429,13 +431,7 @@ async fn spans_are_exported_over_otlp_grpc_too() {
         .await
         .expect("sent");
     assert_eq!(response.status(), 200);
-    eventually(Duration::from_secs(20), || {
-        received
-            .spans()
-            .iter()
-            .any(|s| s.kind == SpanKind::Server as i32)
-    })
-    .await;
+    eventually(Duration::from_secs(20), || received.server_spans() >= 1).await;
     drop(child);
 
     let spans = received.spans();
