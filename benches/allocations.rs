@@ -184,6 +184,7 @@ fn start_gateway_thread(
             let upstream = Upstream::<UpstreamBody>::new(
                 &config.gateway.upstream,
                 config.gateway.upstream_timeout,
+                config.gateway.upstream_max_idle_connections,
             )
             .expect("upstream");
             let stack = SharedStack::new(public_stack(&settings, upstream));

@@ -111,8 +111,12 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     // start-up first.
     let upstreams = (0..g.workers)
         .map(|_| {
-            Upstream::<UpstreamBody>::new(&g.upstream, g.upstream_timeout)
-                .map_err(StartError::Upstream)
+            Upstream::<UpstreamBody>::new(
+                &g.upstream,
+                g.upstream_timeout,
+                g.upstream_max_idle_connections,
+            )
+            .map_err(StartError::Upstream)
         })
         .collect::<Result<Vec<_>, StartError>>()?;
 

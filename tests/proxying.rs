@@ -299,12 +299,13 @@ async fn shutdown_lets_in_flight_requests_finish() {
     );
 }
 
-/// A raw HTTP/1.1 upstream that counts the connections it accepts and answers each request
-/// with a small keep-alive response; with `one_per_connection` it closes every connection after
+/// A raw HTTP/1.1 upstream that counts the connections it accepts (and those still open) and
+/// answers each request with a small keep-alive response; with `one_per_connection` it closes every connection after
 /// its first answer without saying so (as an upstream does when its keep-alive timeout fires).
 struct CountingUpstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -318,11 +319,15 @@ async fn counting_upstream(one_per_connection: bool) -> CountingUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (counter, open_counter) = (accepted.clone(), open.clone());
     let task = tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
+            open_counter.fetch_add(1, Ordering::SeqCst);
+            let open = open_counter.clone();
             tokio::spawn(async move {
+                let _closed = CountsDown(open);
                 let mut head = Vec::new();
                 let mut buf = [0u8; 4096];
                 loop {
@@ -348,15 +353,32 @@ async fn counting_upstream(one_per_connection: bool) -> CountingUpstream {
     CountingUpstream {
         addr,
         accepted,
+        open,
         task,
     }
 }
 
+/// Decrements the open-connection count when a connection's task ends.
+struct CountsDown(Arc<AtomicUsize>);
+
+impl Drop for CountsDown {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Sends `count` GETs one after the other over one keep-alive client connection through a
-/// gateway in front of `upstream`, each answered 200 `ok`; returns the upstream connections.
-async fn sequential_gets(upstream: &CountingUpstream, count: usize) -> usize {
+/// gateway in front of `upstream`, each answered 200 `ok`; returns the upstream connections
+/// accepted and those open a moment later (polled up to 2 s for `open_expected`), the gateway
+/// still running.
+async fn sequential_gets(
+    upstream: &CountingUpstream,
+    count: usize,
+    extra: &[(&str, &str)],
+    open_expected: usize,
+) -> (usize, usize) {
     let issuer = start_issuer().await;
-    let config = config_for(issuer.url(), &format!("http://{}", upstream.addr), &[]);
+    let config = config_for(issuer.url(), &format!("http://{}", upstream.addr), extra);
     let gateway = halo_gateway::start(&config).await.expect("gateway starts");
     let token = issuer.token_for(&issuer.clients()[1]);
     let client = client();
@@ -371,16 +393,36 @@ async fn sequential_gets(upstream: &CountingUpstream, count: usize) -> usize {
         assert_eq!(response.status(), 200, "request {i}");
         assert_eq!(response.text().await.expect("body"), "ok");
     }
-    upstream.accepted.load(Ordering::SeqCst)
+    let mut open = upstream.open.load(Ordering::SeqCst);
+    for _ in 0..200 {
+        if open == open_expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        open = upstream.open.load(Ordering::SeqCst);
+    }
+    drop(gateway);
+    (upstream.accepted.load(Ordering::SeqCst), open)
 }
 
 #[tokio::test]
 async fn sequential_requests_reuse_one_upstream_connection() {
     let upstream = counting_upstream(false).await;
     assert_eq!(
-        sequential_gets(&upstream, 20).await,
-        1,
-        "one client connection's requests go over one kept-alive upstream connection"
+        sequential_gets(&upstream, 20, &[], 1).await,
+        (1, 1),
+        "one client connection's requests go over one kept-alive upstream connection, kept open"
+    );
+}
+
+#[tokio::test]
+async fn no_idle_upstream_connection_is_kept_beyond_the_setting() {
+    let upstream = counting_upstream(false).await;
+    let setting = [("Gateway__UpstreamMaxIdleConnections", "0")];
+    assert_eq!(
+        sequential_gets(&upstream, 5, &setting, 0).await,
+        (5, 0),
+        "with none kept idle, each request has a connection of its own, closed after it"
     );
 }
 
@@ -388,7 +430,7 @@ async fn sequential_requests_reuse_one_upstream_connection() {
 async fn an_upstream_closing_idle_connections_fails_no_request() {
     let upstream = counting_upstream(true).await;
     assert_eq!(
-        sequential_gets(&upstream, 20).await,
+        sequential_gets(&upstream, 20, &[], 0).await.0,
         20,
         "a closed connection is never reused"
     );

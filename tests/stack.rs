@@ -128,7 +128,12 @@ impl Fixture {
     }
 
     fn upstream(&self) -> Upstream<UpstreamBody<TestBody>> {
-        Upstream::new(&self.config.gateway.upstream, Duration::from_secs(5)).expect("upstream")
+        Upstream::new(
+            &self.config.gateway.upstream,
+            Duration::from_secs(5),
+            self.config.gateway.upstream_max_idle_connections,
+        )
+        .expect("upstream")
     }
 }
 

@@ -250,6 +250,11 @@ fn typed_values_name_their_setting_in_environment_spelling() {
     let cases: &[(&str, &str, &str)] = &[
         ("Gateway__MaxConnections", "many", "Gateway__MaxConnections"),
         ("Gateway__MaxConnections", "0", "Gateway__MaxConnections"),
+        (
+            "Gateway__UpstreamMaxIdleConnections",
+            "-1",
+            "Gateway__UpstreamMaxIdleConnections",
+        ),
         ("Gateway__MaxHeaderBytes", "100", "Gateway__MaxHeaderBytes"),
         ("Gateway__LogFormat", "xml", "accepted values: json, pretty"),
         ("Gateway__HttpsProxy", "ftp://proxy", "Gateway__HttpsProxy"),

@@ -34,8 +34,14 @@ pub struct ForwardingOptions {
 }
 
 /// Forwards requests to one [`Upstream`].
+///
+/// Each request's future owns a clone of the service; one `Arc` keeps that clone to a single
+/// count increment (the hyper client alone is several `Arc`s and a builder).
 #[derive(Debug)]
-pub struct ProxyService<B> {
+pub struct ProxyService<B>(Arc<Forwarder<B>>);
+
+#[derive(Debug)]
+struct Forwarder<B> {
     upstream: Upstream<B>,
     options: Arc<ForwardingOptions>,
     metrics: Arc<Metrics>,
@@ -43,11 +49,7 @@ pub struct ProxyService<B> {
 
 impl<B> Clone for ProxyService<B> {
     fn clone(&self) -> Self {
-        Self {
-            upstream: self.upstream.clone(),
-            options: self.options.clone(),
-            metrics: self.metrics.clone(),
-        }
+        Self(Arc::clone(&self.0))
     }
 }
 
@@ -57,11 +59,11 @@ impl<B> ProxyService<B> {
         options: Arc<ForwardingOptions>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Forwarder {
             upstream,
             options,
             metrics,
-        }
+        }))
     }
 }
 
@@ -79,7 +81,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let this = self.clone();
+        let this = Arc::clone(&self.0);
         Box::pin(async move {
             let request_id = request.headers().get(X_REQUEST_ID).cloned();
             match this.forward(request).await {
@@ -100,7 +102,7 @@ where
     }
 }
 
-impl<B> ProxyService<B>
+impl<B> Forwarder<B>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
