@@ -249,8 +249,8 @@ pub struct GatewaySettings {
     /// Default: the number of CPUs.
     pub workers: usize,
     /// Idle upstream connections each worker keeps for reuse; one finishing beyond that is
-    /// closed, so a burst does not leave its connections (and their buffers) open.
-    pub upstream_max_idle_connections: usize,
+    /// closed. Unset: no cap (idle ones close after a minute).
+    pub upstream_max_idle_connections: Option<usize>,
     /// Request header count limit (431 beyond it).
     pub max_header_count: usize,
     /// Request head size limit in bytes (431 beyond it).
@@ -288,7 +288,7 @@ impl Default for GatewaySettings {
             body_idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
-            upstream_max_idle_connections: 64,
+            upstream_max_idle_connections: None,
             max_header_count: 100,
             max_header_bytes: 64 * 1024,
             rules: None,

@@ -67,8 +67,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     /// A client for `base` whose responses must start within `timeout`, keeping at most
-    /// `max_idle` idle connections.
-    pub fn new(base: &Url, timeout: Duration, max_idle: usize) -> Result<Self, String> {
+    /// `max_idle` idle connections (`None`: no cap).
+    pub fn new(base: &Url, timeout: Duration, max_idle: Option<usize>) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -83,7 +83,7 @@ where
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(max_idle)
+            .pool_max_idle_per_host(max_idle.unwrap_or(usize::MAX))
             .build(Connector::new(connector));
         let scheme = Scheme::try_from(base.scheme()).map_err(|e| e.to_string())?;
         let host = base.host_str().ok_or("the upstream URL has no host")?;
