@@ -1,14 +1,11 @@
 //! Metrics, access logs, request ids, and `halo-gateway explain`.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use halo_gateway::dev::issuer::Issuer;
 use serde_json::json;
-use tokio::process::Command;
 
+use crate::support::process::{Output, ServeProcess};
 use crate::support::{
-    TestEnv, client, env_for, free_port, now, run_binary, send_bearer, start_issuer, start_stub,
+    TestEnv, client, env_for, now, run_binary, send_bearer, start_issuer, start_stub,
 };
 
 /// Reads one sample `name{labels} value` from a text exposition.
@@ -190,45 +187,16 @@ async fn request_ids_are_made_kept_forwarded_and_bounded() {
 async fn the_access_log_has_one_line_per_request_and_never_the_token() {
     let issuer = start_issuer().await;
     let upstream = start_stub().await;
-    let (port, admin) = (free_port(), free_port());
-    let listen = format!("127.0.0.1:{port}");
-    let admin_listen = format!("127.0.0.1:{admin}");
     let vars = env_for(
         issuer.url(),
         &upstream.url(),
-        &[
-            ("Gateway__Listen", &listen),
-            ("Gateway__AdminListen", &admin_listen),
-            ("Gateway__LogFormat", "json"),
-        ],
+        &[("Gateway__LogFormat", "json")],
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
-        .arg("serve")
-        .envs(vars)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve starts");
+    let gateway = ServeProcess::start(vars, Output::Captured).await;
     let http = client();
-    let mut ready = false;
-    for _ in 0..100 {
-        if http
-            .get(format!("http://{admin_listen}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "gateway became ready");
     let client_id = issuer.clients()[1].id.clone();
     let token = issuer.token_for(&issuer.clients()[1]);
-    let base = format!("http://{listen}");
+    let base = gateway.base.clone();
     assert_eq!(
         send_bearer(
             &http,
@@ -275,22 +243,7 @@ async fn the_access_log_has_one_line_per_request_and_never_the_token() {
         401
     );
     // Stop it as Kubernetes does: SIGTERM, graceful drain, logs flushed.
-    let pid = child.id().expect("running").to_string();
-    let term = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(term.success());
-    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("output");
-    assert!(
-        output.status.success(),
-        "graceful exit: {:?}",
-        output.status
-    );
+    let output = gateway.stop().await;
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

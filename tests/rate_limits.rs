@@ -2,15 +2,14 @@
 //! what does not, concurrency slots held by streamed bodies, and rates shared through a real
 //! Redis (`redis-server`, skipped with a message when it is not installed).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use crate::support::process::{Output, ServeProcess};
 use crate::support::redis::RedisServer;
 use crate::support::*;
 
@@ -319,40 +318,6 @@ async fn a_concurrency_slot_is_held_until_the_body_is_sent_or_the_client_has_gon
     );
 }
 
-/// `halo-gateway serve` as a child process with `vars`; returns it and its base URL once ready.
-async fn spawn_gateway(vars: Vec<(String, String)>) -> (Child, String) {
-    let (port, admin) = (free_port(), free_port());
-    let listen = format!("127.0.0.1:{port}");
-    let admin_listen = format!("127.0.0.1:{admin}");
-    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
-        .arg("serve")
-        .envs(vars)
-        .env("Gateway__Listen", &listen)
-        .env("Gateway__AdminListen", &admin_listen)
-        .env("Gateway__LogLevel", "warn")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve starts");
-    let http = client();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !http
-        .get(format!("http://{admin_listen}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gateway never ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, format!("http://{listen}"))
-}
-
 #[tokio::test]
 async fn two_gateway_processes_sharing_one_redis_hold_one_quota() {
     let Some(redis) = RedisServer::start().await else {
@@ -371,8 +336,9 @@ async fn two_gateway_processes_sharing_one_redis_hold_one_quota() {
             ("Gateway__Redis__Timeout", "5s"),
         ],
     );
-    let (_a, a) = spawn_gateway(vars.clone()).await;
-    let (_b, b) = spawn_gateway(vars).await;
+    let replica_a = ServeProcess::start(vars.clone(), Output::Discarded).await;
+    let replica_b = ServeProcess::start(vars, Output::Discarded).await;
+    let (a, b) = (&replica_a.base, &replica_b.base);
     let http = client();
     let token = issuer.token_for(&issuer.clients()[0]);
     let mut statuses = Vec::new();

@@ -3,14 +3,9 @@
 
 use serde_json::{Value, json};
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use tokio::process::Command;
-
+use crate::support::process::{Output, ServeProcess};
 use crate::support::{
-    RawResponse, TestEnv, client, env_for, free_port, run_binary, send_bearer, start_issuer,
-    start_stub,
+    RawResponse, TestEnv, client, env_for, run_binary, send_bearer, start_issuer, start_stub,
 };
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
@@ -746,41 +741,18 @@ async fn configuration_mistakes_fail_check_config_and_serve_naming_the_setting()
 async fn the_access_log_names_reason_client_missing_scopes_and_granting_mapping() {
     let issuer = start_issuer().await;
     let upstream = start_stub().await;
-    let (listen, admin) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
     let settings = [
         (setting("RequiredScopes__0"), "halo.api"),
         (setting("AllowedClients__0"), "app-a"),
         (setting("RoleMappings__0__Claim"), "groups"),
         (setting("RoleMappings__0__Value"), "Halo Admins"),
         (setting("RoleMappings__0__Role"), "Admin"),
-        ("Gateway__Listen".to_owned(), listen.as_str()),
-        ("Gateway__AdminListen".to_owned(), admin.as_str()),
         ("Gateway__LogFormat".to_owned(), "json"),
     ];
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
-        .arg("serve")
-        .env_clear()
-        .envs(env_for(issuer.url(), &upstream.url(), &settings))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve starts");
+    let vars = env_for(issuer.url(), &upstream.url(), &settings);
+    let gateway = ServeProcess::start(vars, Output::Captured).await;
     let http = client();
-    let mut ready = false;
-    for _ in 0..100 {
-        let probe = http.get(format!("http://{admin}/readyz")).send().await;
-        if probe.is_ok_and(|r| r.status() == 200) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "gateway became ready");
     let mut claims = issuer.claims_for(&issuer.clients()[1], &["halo.api"]);
     claims["cid"] = json!("app-a");
     claims["groups"] = json!(["Halo Admins"]);
@@ -789,18 +761,12 @@ async fn the_access_log_names_reason_client_missing_scopes_and_granting_mapping(
     let unscoped = issuer.sign(&claims);
     claims["cid"] = json!("app-z");
     let stranger = issuer.sign(&claims);
-    let url = format!("http://{listen}/api/v1/license");
+    let url = format!("{}/api/v1/license", gateway.base);
     for (token, status) in [(&mapped, 201), (&unscoped, 403), (&stranger, 403)] {
         let response = send_bearer(&http, reqwest::Method::POST, &url, token).await;
         assert_eq!(response.status(), status);
     }
-    let pid = child.id().expect("running").to_string();
-    let term = Command::new("kill").args(["-TERM", &pid]).status().await;
-    assert!(term.expect("kill runs").success());
-    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("output");
+    let output = gateway.stop().await;
     let access: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())

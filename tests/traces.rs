@@ -3,7 +3,6 @@
 //! protobuf with the `opentelemetry-proto` types.
 
 use std::convert::Infallible;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::vec::IntoIter;
@@ -25,11 +24,9 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use prost::Message as _;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 
-use crate::support::{
-    client, env_for, eventually, eventually_async, free_port, now, start_issuer, start_stub,
-};
+use crate::support::process::{Output, ServeProcess};
+use crate::support::{client, env_for, eventually, now, start_issuer, start_stub};
 
 /// What the receiver got: every export request, decoded.
 #[derive(Clone, Default)]
@@ -173,25 +170,17 @@ async fn grpc_export(
 }
 
 /// `halo-gateway serve` exporting traces to `endpoint` over `protocol`, once it is ready.
-struct Exporting {
-    child: Child,
-    base: String,
-}
-
+/// `halo-gateway serve` exporting its spans to `endpoint` over `protocol`, logging JSON.
 async fn serve_exporting(
     issuer: &Issuer,
     upstream: &StubUpstream,
     endpoint: &str,
     protocol: &str,
-) -> Exporting {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let admin_listen = format!("127.0.0.1:{}", free_port());
+) -> ServeProcess {
     let vars = env_for(
         issuer.url(),
         &upstream.url(),
         &[
-            ("Gateway__Listen", &listen),
-            ("Gateway__AdminListen", &admin_listen),
             ("Gateway__LogFormat", "json"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
@@ -200,28 +189,7 @@ async fn serve_exporting(
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_halo-gateway"))
-        .arg("serve")
-        .env_clear()
-        .envs(vars)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve starts");
-    let http = client();
-    let readyz = format!("http://{admin_listen}/readyz");
-    eventually_async(Duration::from_secs(20), || async {
-        http.get(&readyz)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    Exporting {
-        child,
-        base: format!("http://{listen}"),
-    }
+    ServeProcess::start(vars, Output::Captured).await
 }
 
 #[tokio::test]
@@ -229,8 +197,8 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
     let issuer = start_issuer().await;
     let upstream = start_stub().await;
     let (otlp, received) = start_receiver().await;
-    let Exporting { child, base } =
-        serve_exporting(&issuer, &upstream, &otlp, "http/protobuf").await;
+    let gateway = serve_exporting(&issuer, &upstream, &otlp, "http/protobuf").await;
+    let base = gateway.base.clone();
     let http = client();
     let claims = json!({
         "iss": issuer.url(), "aud": crate::support::AUDIENCE, "sub": "0oa-trace",
@@ -281,19 +249,7 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
     .await;
 
     // Stop as Kubernetes does; the gateway flushes what is still queued.
-    let pid = child.id().expect("running").to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .expect("kill runs")
-            .success()
-    );
-    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("output");
+    let output = gateway.stop().await;
     let log = String::from_utf8_lossy(&output.stdout).into_owned();
 
     let spans = received.spans();
@@ -422,7 +378,8 @@ async fn spans_are_exported_over_otlp_grpc_too() {
     let issuer = start_issuer().await;
     let upstream = start_stub().await;
     let (otlp, received) = start_grpc_receiver().await;
-    let Exporting { child, base } = serve_exporting(&issuer, &upstream, &otlp, "grpc").await;
+    let gateway = serve_exporting(&issuer, &upstream, &otlp, "grpc").await;
+    let base = gateway.base.clone();
     let token = issuer.token_for(&issuer.clients()[1]);
     let response = client()
         .get(format!("{base}/api/v1/policies"))
@@ -432,7 +389,7 @@ async fn spans_are_exported_over_otlp_grpc_too() {
         .expect("sent");
     assert_eq!(response.status(), 200);
     eventually(Duration::from_secs(20), || received.server_spans() >= 1).await;
-    drop(child);
+    drop(gateway);
 
     let spans = received.spans();
     let server = spans
