@@ -379,14 +379,7 @@ async fn each_proof_check_fails_on_its_own_with_invalid_dpop_proof() {
     assert_eq!((status, error.as_str()), (401, "invalid_dpop_proof"));
     assert!(challenge.contains("already used"), "{challenge}");
 
-    let metrics = client()
-        .get(env.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.scrape_metrics().await;
     for reason in ["invalid_dpop_proof", "dpop_replay"] {
         assert!(
             metrics.contains(&format!("decision=\"deny\",reason=\"{reason}\"")),

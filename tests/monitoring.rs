@@ -245,15 +245,7 @@ async fn every_metric_and_label_the_dashboard_and_rules_use_is_exported() {
         429
     );
 
-    let exposition = env
-        .http
-        .get(env.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let exposition = env.scrape_metrics().await;
     let metrics = exported(&exposition);
     let mut checked = 0;
     for query in dashboard_queries().iter().chain(&rule_queries()) {

@@ -5,18 +5,8 @@ use serde_json::json;
 
 use crate::support::process::{Output, ServeProcess};
 use crate::support::{
-    TestEnv, client, env_for, now, run_binary, send_bearer, start_issuer, start_stub,
+    TestEnv, client, env_for, now, run_binary, sample, send_bearer, start_issuer, start_stub,
 };
-
-/// Reads one sample `name{labels} value` from a text exposition.
-fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        (series == name_and_labels)
-            .then(|| value.parse().ok())
-            .flatten()
-    })
-}
 
 #[tokio::test]
 async fn metrics_count_a_scripted_mix_of_requests() {
@@ -42,15 +32,7 @@ async fn metrics_count_a_scripted_mix_of_requests() {
     assert_eq!(env.get("/api/health", None).await.status(), 200);
     assert_eq!(env.get("/whatever", Some(&user)).await.status(), 404);
 
-    let text = env
-        .http
-        .get(env.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let text = env.scrape_metrics().await;
     let count = |series: &str| {
         sample(&text, series).unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
     };
@@ -122,15 +104,7 @@ async fn upstream_errors_are_counted_by_kind() {
             .status(),
         504
     );
-    let text = env
-        .http
-        .get(env.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let text = env.scrape_metrics().await;
     assert_eq!(
         sample(
             &text,

@@ -27,11 +27,9 @@ async fn metrics(env: &TestEnv) -> String {
     env.gateway.metrics.render(None)
 }
 
-/// The value of one sample line (`name{labels} value`) in a Prometheus text exposition.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+/// The value of one sample (`name{labels}`), 0 when the series has not been written yet.
+fn count(text: &str, series: &str) -> f64 {
+    sample(text, series).unwrap_or(0.0)
 }
 
 /// `Retry-After` and the `t` of a `RateLimit` item named `name`.
@@ -105,7 +103,7 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_ratelimit_fields()
     );
     let text = metrics(&env).await;
     assert_eq!(
-        sample(&text, "halo_gateway_rate_limited_total{limit=\"client\"}"),
+        count(&text, "halo_gateway_rate_limited_total{limit=\"client\"}"),
         1.0
     );
 }
@@ -178,11 +176,11 @@ async fn refused_401s_and_429s_take_nothing_from_the_clients_quota() {
     assert!(header(&after, "ratelimit").starts_with("\"client\";r=1;"));
     let text = metrics(&env).await;
     assert_eq!(
-        sample(&text, "halo_gateway_rate_limited_total{limit=\"rule\"}"),
+        count(&text, "halo_gateway_rate_limited_total{limit=\"rule\"}"),
         3.0
     );
     assert_eq!(
-        sample(&text, "halo_gateway_rate_limited_total{limit=\"client\"}"),
+        count(&text, "halo_gateway_rate_limited_total{limit=\"client\"}"),
         1.0
     );
 }
@@ -203,7 +201,7 @@ async fn the_per_ip_rate_counts_every_request_before_any_token_work() {
         env.get("/api/v1/policies", Some(&token)).await.status(),
         200
     );
-    let verifications = sample(
+    let verifications = count(
         &metrics(&env).await,
         "halo_gateway_signature_verifications_total",
     );
@@ -212,12 +210,12 @@ async fn the_per_ip_rate_counts_every_request_before_any_token_work() {
     assert_eq!(header(&refused, "ratelimit-policy"), "\"ip\";q=3;w=3600");
     let text = metrics(&env).await;
     assert_eq!(
-        sample(&text, "halo_gateway_signature_verifications_total"),
+        count(&text, "halo_gateway_signature_verifications_total"),
         verifications,
         "a refused request's token was verified"
     );
     assert_eq!(
-        sample(&text, "halo_gateway_rate_limited_total{limit=\"ip\"}"),
+        count(&text, "halo_gateway_rate_limited_total{limit=\"ip\"}"),
         1.0
     );
 }
@@ -311,7 +309,7 @@ async fn a_concurrency_slot_is_held_until_the_body_is_sent_or_the_client_has_gon
     }
     let text = gateway.metrics.render(None);
     assert!(
-        sample(
+        count(
             &text,
             "halo_gateway_rate_limited_total{limit=\"concurrency\"}"
         ) >= 2.0
@@ -391,7 +389,7 @@ async fn when_redis_stops_limits_are_kept_per_process_and_shared_again_when_it_i
     };
     assert_eq!(statuses(4).await, [200, 200, 200, 429]);
     assert_eq!(redis.keys("halo-gw:rl:*").await.len(), 1);
-    let errors = |text: &str| sample(text, "halo_gateway_ratelimit_backend_errors_total");
+    let errors = |text: &str| count(text, "halo_gateway_ratelimit_backend_errors_total");
     assert_eq!(errors(&metrics(&env).await), 0.0);
 
     // Redis gone: the same quota, counted in this process (which has not counted yet): no

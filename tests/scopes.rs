@@ -384,15 +384,7 @@ async fn other_roles_answer_role_missing_and_each_reason_is_counted() {
     let stranger = token_with(&env, |c| c["cid"] = json!("0oa-other"));
     let response = call(&env, "GET", "/api/v1/policies", &stranger).await;
     forbidden(&response, "ClientNotAllowed", "other client");
-    let metrics = env
-        .http
-        .get(env.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = env.scrape_metrics().await;
     for reason in [
         "role_missing",
         "admin_role_missing",

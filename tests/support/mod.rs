@@ -114,6 +114,18 @@ impl TestEnv {
         format!("http://{}{path}", self.gateway.admin_addr)
     }
 
+    /// The admin listener's `/metrics` page, as Prometheus scrapes it.
+    pub async fn scrape_metrics(&self) -> String {
+        self.http
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answered")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Valid claims for a client, as Okta issues them; tests edit them.
     pub fn claims(&self) -> Value {
         json!({
@@ -301,4 +313,14 @@ pub async fn run_binary(args: &[&str], vars: Vec<(String, String)>) -> (i32, Str
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.code().unwrap_or(-1), text)
+}
+
+/// The value of one sample `name{labels} value` in a Prometheus text exposition.
+pub fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        (series == name_and_labels)
+            .then(|| value.parse().ok())
+            .flatten()
+    })
 }
