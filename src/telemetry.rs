@@ -122,7 +122,7 @@ pub fn init(
         let _ = provider.shutdown();
         return Ok(TelemetryGuard::default());
     }
-    spans::set_exporting();
+    spans::set_exporting(traces.sampler.clone());
     Ok(TelemetryGuard {
         _log: Some(log_guard),
         traces: Some(provider),

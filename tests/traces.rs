@@ -170,25 +170,30 @@ async fn grpc_export(
 }
 
 /// `halo-gateway serve` exporting traces to `endpoint` over `protocol`, once it is ready.
-/// `halo-gateway serve` exporting its spans to `endpoint` over `protocol`, logging JSON.
+/// `halo-gateway serve` exporting its spans to `endpoint` over `protocol`, logging JSON, with
+/// the default sampler (`parentbased_always_on`) unless `sampler` names one and its argument.
 async fn serve_exporting(
     issuer: &Issuer,
     upstream: &StubUpstream,
     endpoint: &str,
     protocol: &str,
+    sampler: Option<(&str, &str)>,
 ) -> ServeProcess {
-    let vars = env_for(
-        issuer.url(),
-        &upstream.url(),
-        &[
-            ("Gateway__LogFormat", "json"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
-            // Export quickly; the gateway flushes the rest at shutdown anyway.
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    );
+    let mut settings = vec![
+        ("Gateway__LogFormat", "json"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+        // Export quickly; the gateway flushes the rest at shutdown anyway.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    if let Some((name, arg)) = sampler {
+        settings.extend([
+            ("OTEL_TRACES_SAMPLER", name),
+            ("OTEL_TRACES_SAMPLER_ARG", arg),
+        ]);
+    }
+    let vars = env_for(issuer.url(), &upstream.url(), &settings);
     ServeProcess::start(vars, Output::Captured).await
 }
 
@@ -197,7 +202,7 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
     let issuer = start_issuer().await;
     let upstream = start_stub().await;
     let (otlp, received) = start_receiver().await;
-    let gateway = serve_exporting(&issuer, &upstream, &otlp, "http/protobuf").await;
+    let gateway = serve_exporting(&issuer, &upstream, &otlp, "http/protobuf", None).await;
     let base = gateway.base.clone();
     let http = client();
     let claims = json!({
@@ -373,12 +378,128 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
     assert_eq!(access[1]["trace_id"], hex(&refused.trace_id));
 }
 
+/// The `traceparent` and `tracestate` Halo got for one GET through the gateway.
+async fn forwarded_trace_headers(
+    base: &str,
+    token: &str,
+    traceparent: Option<&str>,
+) -> (String, Option<String>) {
+    let mut request = client()
+        .get(format!("{base}/stub/echo-headers"))
+        .bearer_auth(token);
+    if let Some(traceparent) = traceparent {
+        request = request
+            .header("traceparent", traceparent)
+            .header("tracestate", "vendor=1");
+    }
+    let echoed: Value = request
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("echo");
+    let header = |name: &str| echoed["headers"][name][0].as_str().map(str::to_owned);
+    (
+        header("traceparent").expect("traceparent forwarded"),
+        header("tracestate"),
+    )
+}
+
+#[tokio::test]
+async fn requests_the_sampler_drops_get_no_span_but_pass_their_trace_on() {
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
+    let (otlp, received) = start_receiver().await;
+    // Follows the client's decision; takes no new trace.
+    let sampler = ("parentbased_traceidratio", "0");
+    let gateway = serve_exporting(&issuer, &upstream, &otlp, "http/protobuf", Some(sampler)).await;
+    let token = issuer.token_for(&issuer.clients()[1]);
+    let (unsampled_trace, sampled_trace) = (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "0af7651916cd43dd8448eb211c80319c",
+    );
+    let client_parent = "00f067aa0ba902b7";
+
+    // 1. The client's trace, not sampled: continued under a span id of the gateway's, still
+    //    not sampled, its tracestate kept.
+    let unsampled = format!("00-{unsampled_trace}-{client_parent}-00");
+    let (forwarded, state) = forwarded_trace_headers(&gateway.base, &token, Some(&unsampled)).await;
+    let parts: Vec<&str> = forwarded.split('-').collect();
+    assert_eq!(parts.len(), 4, "{forwarded}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", unsampled_trace, "00")
+    );
+    assert!(
+        parts[2] != client_parent && parts[2] != "0000000000000000",
+        "{forwarded}"
+    );
+    assert_eq!(state.as_deref(), Some("vendor=1"));
+
+    // 2. No traceparent: a new trace, which ratio 0 does not take; Halo still gets its context.
+    let (fresh, _) = forwarded_trace_headers(&gateway.base, &token, None).await;
+    let fresh_parts: Vec<&str> = fresh.split('-').collect();
+    assert_eq!(fresh_parts.len(), 4, "{fresh}");
+    let fresh_trace = fresh_parts[1].to_owned();
+    assert_eq!(fresh_trace.len(), 32, "{fresh}");
+    assert!(
+        fresh_trace != "0".repeat(32) && fresh_trace != unsampled_trace,
+        "{fresh}"
+    );
+    assert_eq!(fresh_parts[3], "00", "{fresh}");
+
+    // 3. The client's trace, sampled: followed, with spans.
+    let sampled = format!("00-{sampled_trace}-{client_parent}-01");
+    let (forwarded, _) = forwarded_trace_headers(&gateway.base, &token, Some(&sampled)).await;
+    assert!(
+        forwarded.starts_with(&format!("00-{sampled_trace}-")) && forwarded.ends_with("-01"),
+        "{forwarded}"
+    );
+
+    eventually(Duration::from_secs(20), || received.server_spans() >= 1).await;
+    let output = gateway.stop().await;
+    let spans = received.spans();
+    let traces: Vec<String> = spans.iter().map(|s| hex(&s.trace_id)).collect();
+    assert_eq!(received.server_spans(), 1, "{traces:?}");
+    assert!(
+        traces.iter().all(|trace| trace == sampled_trace),
+        "only the sampled request has spans (no key fetch of its own either): {traces:?}"
+    );
+    let upstream_span = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32 && s.name == "GET")
+        .expect("the sampled request's upstream span");
+    assert_eq!(
+        forwarded,
+        format!("00-{sampled_trace}-{}-01", hex(&upstream_span.span_id))
+    );
+
+    // The access log names every request's trace, sampled or not.
+    let log = String::from_utf8_lossy(&output.stdout).into_owned();
+    let logged: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["target"] == "halo_gateway::access")
+        .map(|event| event["trace_id"].clone())
+        .collect();
+    assert_eq!(
+        logged,
+        [
+            json!(unsampled_trace),
+            json!(fresh_trace),
+            json!(sampled_trace)
+        ],
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn spans_are_exported_over_otlp_grpc_too() {
     let issuer = start_issuer().await;
     let upstream = start_stub().await;
     let (otlp, received) = start_grpc_receiver().await;
-    let gateway = serve_exporting(&issuer, &upstream, &otlp, "grpc").await;
+    let gateway = serve_exporting(&issuer, &upstream, &otlp, "grpc", None).await;
     let base = gateway.base.clone();
     let token = issuer.token_for(&issuer.clients()[1]);
     let response = client()

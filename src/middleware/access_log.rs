@@ -21,7 +21,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
-use tracing::Span;
 use tracing::instrument::{Instrument as _, Instrumented};
 
 use crate::http::exchange::{Exchange, PeerAddr, method_label};
@@ -82,12 +81,15 @@ where
         request.extensions_mut().insert(exchange.clone());
         let request_id = request.headers().get(X_REQUEST_ID).cloned();
         let method = method_label(request.method());
-        let span = spans::server_span(&ServerRequest {
-            method,
-            peer: request.extensions().get::<PeerAddr>().map(|p| p.0),
-            request_id: request_id.as_ref().and_then(|id| id.to_str().ok()),
-            headers: request.headers(),
-        });
+        let trace = spans::server_trace(
+            &ServerRequest {
+                method,
+                peer: request.extensions().get::<PeerAddr>().map(|p| p.0),
+                request_id: request_id.as_ref().and_then(|id| id.to_str().ok()),
+            },
+            request.headers_mut(),
+        );
+        let span = trace.span();
         let record = Record {
             started: Instant::now(),
             request_id,
@@ -97,7 +99,7 @@ where
             metrics: self.metrics.clone(),
             status: CLIENT_CLOSED_REQUEST,
             bytes_out: 0,
-            span: span.clone(),
+            trace,
         };
         // Inner layers start their spans as children of the server span, in `call` and when
         // polled.
@@ -149,9 +151,9 @@ struct Record {
     metrics: Arc<Metrics>,
     status: u16,
     bytes_out: u64,
-    /// The OpenTelemetry server span (`Span::none()` without trace export); it ends when the
-    /// record is dropped, with the access-log line.
-    span: Span,
+    /// How the request is traced; a sampled request's server span ends when the record is
+    /// dropped, with the access-log line.
+    trace: spans::ServerTrace,
 }
 
 impl Record {
@@ -182,7 +184,7 @@ impl Record {
         let principal = exchange.principal();
         let refusal = exchange.refusal();
         spans::finish_server_span(
-            &self.span,
+            &self.trace,
             &ServerResponse {
                 method: self.method,
                 route,
@@ -190,7 +192,7 @@ impl Record {
                 status: self.status,
             },
         );
-        let trace_id = spans::trace_id(&self.span);
+        let trace_id = spans::trace_id(&self.trace);
         tracing::info!(
             target: "halo_gateway::access",
             request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),

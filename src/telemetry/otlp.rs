@@ -147,7 +147,9 @@ impl OtlpSettings {
         let processor = BatchSpanProcessor::builder(exporter, Tokio).build();
         Ok(SdkTracerProvider::builder()
             .with_span_processor(processor)
-            .with_sampler(self.sampler.clone())
+            // Requests are sampled before their spans are built (`spans::server_trace`), so
+            // every span that reaches the SDK is one to record.
+            .with_sampler(Sampler::AlwaysOn)
             .with_resource(resource())
             .build())
     }

@@ -2,19 +2,28 @@
 //!
 //! Spans use the target [`TARGET`], which only the OTLP layer listens to. Every function here
 //! returns `Span::none()` or does nothing while export is off ([`exporting`] is one relaxed
-//! atomic load), so the request path does no trace work then. Attribute names follow the HTTP
+//! atomic load), so the request path does no trace work then.
+//!
+//! The sampler (`OTEL_TRACES_SAMPLER`) decides each request before any span is built
+//! ([`server_trace`]): a request it drops gets no spans at all, only a trace context for the
+//! upstream (`traceparent` with the sampled flag off) and its trace id in the access log, so
+//! 1 % sampling costs about what export off does. The SDK then records every span it is given. Attribute names follow the HTTP
 //! semantic conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the
 //! route is the policy rule's name. Never a token, an `Authorization` value or a query string.
 //! Numbers are recorded as `i64`: tracing-opentelemetry turns a `u64` into a string.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderMap, Uri};
 use opentelemetry::propagation::TextMapPropagator as _;
-use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt as _, TraceFlags, TraceId};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    IdGenerator as _, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample as _,
+};
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -28,9 +37,22 @@ const TRACESTATE: &str = "tracestate";
 
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
-/// Marks trace export as on (once the OTLP layer is installed).
-pub(crate) fn set_exporting() {
+/// The configured sampler, asked before a request's spans are built.
+static SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
+/// Marks trace export as on (once the OTLP layer is installed) with the sampler that decides
+/// which requests are traced.
+pub(crate) fn set_exporting(sampler: Sampler) {
+    let _ = SAMPLER.set(sampler);
     EXPORTING.store(true, Ordering::Relaxed);
+}
+
+/// Whether a new span would be built inside one of this module's spans (the current request is
+/// sampled), rather than at the top of an unsampled request or outside any request.
+fn inside_exported_span() -> bool {
+    Span::current()
+        .metadata()
+        .is_some_and(|span| span.target() == TARGET)
 }
 
 /// Whether spans are exported; when not, the request path skips all trace-context work.
@@ -53,16 +75,68 @@ pub struct ServerRequest<'a> {
     pub method: &'static str,
     pub peer: Option<SocketAddr>,
     pub request_id: Option<&'a str>,
-    pub headers: &'a HeaderMap,
 }
 
-/// The server span of one request, continuing the client's trace when its `traceparent` is
-/// valid, else the root of a new trace; `Span::none()` when export is off.
-pub fn server_span(request: &ServerRequest<'_>) -> Span {
-    if !exporting() {
-        return Span::none();
+/// How one request is traced.
+#[derive(Debug, Clone)]
+pub enum ServerTrace {
+    /// Export is off.
+    Off,
+    /// Sampled: the server span, inside which the inner layers build their spans.
+    Sampled(Span),
+    /// Not sampled: no span; the context the upstream gets (the client's trace, or a new one, with
+    /// the sampled flag off) and whose trace id the access log shows.
+    Unsampled(SpanContext),
+}
+
+impl ServerTrace {
+    /// The server span (`Span::none()` unless sampled).
+    pub fn span(&self) -> Span {
+        match self {
+            Self::Sampled(span) => span.clone(),
+            Self::Off | Self::Unsampled(_) => Span::none(),
+        }
     }
+}
+
+/// Decides one request with the sampler, continuing the client's trace when the `traceparent`
+/// in its `headers` is valid. A sampled request gets its server span; an unsampled one gets its
+/// `traceparent` for the upstream rewritten here (the client's trace id or a new one, a span
+/// id of its own, not sampled), as the SDK would have sent it. `Off` when export is off.
+pub fn server_trace(request: &ServerRequest<'_>, headers: &mut HeaderMap) -> ServerTrace {
+    let (true, Some(sampler)) = (exporting(), SAMPLER.get()) else {
+        return ServerTrace::Off;
+    };
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let parent_span = parent.span().span_context().clone();
+    let ids = RandomIdGenerator::default();
+    let trace_id = if parent_span.is_valid() {
+        parent_span.trace_id()
+    } else {
+        ids.new_trace_id()
+    };
     let (method, name) = semconv_method(request.method);
+    let decision = sampler
+        .should_sample(
+            parent_span.is_valid().then_some(&parent),
+            trace_id,
+            name,
+            &SpanKind::Server,
+            &[],
+            &[],
+        )
+        .decision;
+    if decision != SamplingDecision::RecordAndSample {
+        let context = SpanContext::new(
+            trace_id,
+            ids.new_span_id(),
+            TraceFlags::default(),
+            false,
+            parent_span.trace_state().clone(),
+        );
+        replace_trace_headers(&context, headers);
+        return ServerTrace::Unsampled(context);
+    }
     let span = tracing::info_span!(
         target: TARGET,
         parent: None,
@@ -82,12 +156,11 @@ pub fn server_span(request: &ServerRequest<'_>) -> Span {
         span.record("client.address", peer.ip().to_string());
         span.record("client.port", i64::from(peer.port()));
     }
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers));
-    if parent.span().span_context().is_valid() {
+    if parent_span.is_valid() {
         // Only fails for a span that already started; this one has not been entered yet.
         let _ = span.set_parent(parent);
     }
-    span
+    ServerTrace::Sampled(span)
 }
 
 /// What the server span ends with: the matched rule, the normalized path and the status.
@@ -100,10 +173,10 @@ pub struct ServerResponse<'a> {
 
 /// Records how the request ended on its server span and names it `{method} {route}`. A 5xx
 /// marks the span as an error (4xx are the client's, per the HTTP semantic conventions).
-pub fn finish_server_span(span: &Span, response: &ServerResponse<'_>) {
-    if span.is_disabled() {
+pub fn finish_server_span(trace: &ServerTrace, response: &ServerResponse<'_>) {
+    let ServerTrace::Sampled(span) = trace else {
         return;
-    }
+    };
     span.record("http.route", response.route);
     if let Some(path) = response.path {
         span.record("url.path", path);
@@ -119,23 +192,28 @@ pub fn finish_server_span(span: &Span, response: &ServerResponse<'_>) {
         .update_name(format!("{name} {}", response.route));
 }
 
-/// The trace id of `span` (32 hex digits) for the access log, when it belongs to a trace.
-pub fn trace_id(span: &Span) -> Option<String> {
-    if span.is_disabled() {
-        return None;
-    }
-    let context = span.context();
-    let span_ref = context.span();
-    let span_context = span_ref.span_context();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+/// The request's trace id (32 hex digits) for the access log, sampled or not.
+pub fn trace_id(trace: &ServerTrace) -> Option<String> {
+    let trace_id: TraceId = match trace {
+        ServerTrace::Off => return None,
+        ServerTrace::Unsampled(context) => context.trace_id(),
+        ServerTrace::Sampled(span) => {
+            let context = span.context();
+            let span_ref = context.span();
+            let span_context = span_ref.span_context();
+            if !span_context.is_valid() {
+                return None;
+            }
+            span_context.trace_id()
+        }
+    };
+    Some(trace_id.to_string())
 }
 
 /// The child span around token validation (and the route's checks); the outcome is recorded
 /// on it by [`record_decision`].
 pub fn token_validation_span() -> Span {
-    if !exporting() {
+    if !exporting() || !inside_exported_span() {
         return Span::none();
     }
     tracing::info_span!(
@@ -165,9 +243,10 @@ pub fn record_decision(span: &Span, deny_reason: Option<&'static str>) {
 }
 
 /// The span around one metadata/JWKS fetch: a child of the token validation that needed it,
-/// or a trace of its own for a scheduled refresh.
+/// or, for a scheduled refresh or a request that was not sampled, a trace of its own if the
+/// sampler takes it as a new trace.
 pub fn key_fetch_span() -> Span {
-    if !exporting() {
+    if !exporting() || !(inside_exported_span() || sample_new_trace("key fetch")) {
         return Span::none();
     }
     tracing::info_span!(
@@ -193,7 +272,7 @@ pub fn record_key_fetch(span: &Span, result: &'static str) {
 /// The client span of the call to the upstream, named after the method (HTTP semantic
 /// conventions for client spans).
 pub fn upstream_span(method: &'static str, uri: &Uri) -> Span {
-    if !exporting() {
+    if !exporting() || !inside_exported_span() {
         return Span::none();
     }
     let default_port = if uri.scheme_str() == Some("https") {
@@ -237,15 +316,32 @@ pub fn record_upstream(span: &Span, outcome: Result<u16, &'static str>) {
 }
 
 /// Replaces `traceparent`/`tracestate` in `headers` with `span`'s context, so the upstream's
-/// spans become its children. Does nothing when export is off: the client's headers then pass
-/// through as they always did.
+/// spans become its children. Does nothing without a span: with export off the client's headers
+/// pass through as they always did, and an unsampled request's were set by [`server_trace`].
 pub fn inject(span: &Span, headers: &mut HeaderMap) {
     if span.is_disabled() {
         return;
     }
+    let context = span.context();
+    replace_trace_headers(context.span().span_context(), headers);
+}
+
+fn replace_trace_headers(context: &SpanContext, headers: &mut HeaderMap) {
     headers.remove(TRACEPARENT);
     headers.remove(TRACESTATE);
-    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+    let context = opentelemetry::Context::new().with_remote_span_context(context.clone());
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
+/// Whether the sampler takes a new trace (no parent) named `name`.
+fn sample_new_trace(name: &str) -> bool {
+    SAMPLER.get().is_some_and(|sampler| {
+        let trace_id = RandomIdGenerator::default().new_trace_id();
+        sampler
+            .should_sample(None, trace_id, name, &SpanKind::Client, &[], &[])
+            .decision
+            == SamplingDecision::RecordAndSample
+    })
 }
 
 #[cfg(test)]
@@ -267,13 +363,16 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(TRACEPARENT, http::HeaderValue::from_static(client_parent));
         headers.insert(TRACESTATE, http::HeaderValue::from_static("vendor=1"));
-        let server = server_span(&ServerRequest {
-            method: "GET",
-            peer: Some(SocketAddr::from(([127, 0, 0, 1], 5000))),
-            request_id: Some("id"),
-            headers: &headers,
-        });
-        assert!(server.is_none());
+        let server = server_trace(
+            &ServerRequest {
+                method: "GET",
+                peer: Some(SocketAddr::from(([127, 0, 0, 1], 5000))),
+                request_id: Some("id"),
+            },
+            &mut headers,
+        );
+        assert!(matches!(server, ServerTrace::Off));
+        assert!(server.span().is_none());
         assert!(token_validation_span().is_none());
         assert!(key_fetch_span().is_none());
         let upstream = upstream_span("GET", &Uri::from_static("http://halo:8080/api/v1/policies"));
