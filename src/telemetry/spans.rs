@@ -7,8 +7,9 @@
 //! The sampler (`OTEL_TRACES_SAMPLER`) decides each request before any span is built
 //! ([`server_trace`]): a request it drops gets no spans at all, only a trace context for the
 //! upstream (`traceparent` with the sampled flag off) and its trace id in the access log, so
-//! 1 % sampling costs about what export off does. The SDK then records every span it is given. Attribute names follow the HTTP
-//! semantic conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the
+//! low sampling rates stay cheap. The SDK then records every span it is given.
+//!
+//! Attribute names follow the HTTP semantic conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the
 //! route is the policy rule's name. Never a token, an `Authorization` value or a query string.
 //! Numbers are recorded as `i64`: tracing-opentelemetry turns a `u64` into a string.
 
