@@ -9,9 +9,10 @@
 //! upstream (`traceparent` with the sampled flag off) and its trace id in the access log, so
 //! low sampling rates stay cheap. The SDK then records every span it is given.
 //!
-//! Attribute names follow the HTTP semantic conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the
-//! route is the policy rule's name. Never a token, an `Authorization` value or a query string.
-//! Numbers are recorded as `i64`: tracing-opentelemetry turns a `u64` into a string.
+//! Attribute names follow the HTTP semantic conventions
+//! (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>); the route is the policy
+//! rule's name. Never a token, an `Authorization` value or a query string. Numbers are recorded
+//! as `i64`: tracing-opentelemetry turns a `u64` into a string.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
