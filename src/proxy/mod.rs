@@ -48,19 +48,6 @@ pub struct Upstream<B> {
     timeout: Duration,
 }
 
-impl<B> Clone for Upstream<B> {
-    fn clone(&self) -> Self {
-        Self {
-            client: self.client.clone(),
-            scheme: self.scheme.clone(),
-            authority: self.authority.clone(),
-            host: self.host.clone(),
-            base_path: self.base_path.clone(),
-            timeout: self.timeout,
-        }
-    }
-}
-
 impl<B> Upstream<B>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
