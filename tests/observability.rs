@@ -5,7 +5,8 @@ use serde_json::json;
 
 use crate::support::process::{Output, ServeProcess};
 use crate::support::{
-    TestEnv, client, env_for, now, run_binary, sample, send_bearer, start_issuer, start_stub,
+    TestEnv, access_events, client, env_for, now, run_binary, sample, send_bearer, start_issuer,
+    start_stub,
 };
 
 #[tokio::test]
@@ -234,11 +235,7 @@ async fn the_access_log_has_one_line_per_request_and_never_the_token() {
         "no Authorization header value in the log"
     );
     assert!(!log.contains("hunter2"), "secret query values are redacted");
-    let access: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["target"] == "halo_gateway::access")
-        .collect();
+    let access = access_events(&log);
     assert_eq!(access.len(), 4, "one access event per request:\n{log}");
     let ok = &access[0];
     assert_eq!(ok["status"], 200);

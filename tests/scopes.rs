@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use crate::support::process::{Output, ServeProcess};
 use crate::support::{
-    RawResponse, TestEnv, client, env_for, run_binary, send_bearer, start_issuer, start_stub,
+    RawResponse, TestEnv, access_events, client, env_for, run_binary, send_bearer, start_issuer,
+    start_stub,
 };
 
 const BEARER: &str = "Authentication__Schemes__Bearer__";
@@ -759,11 +760,7 @@ async fn the_access_log_names_reason_client_missing_scopes_and_granting_mapping(
         assert_eq!(response.status(), status);
     }
     let output = gateway.stop().await;
-    let access: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["target"] == "halo_gateway::access")
-        .collect();
+    let access = access_events(&String::from_utf8_lossy(&output.stdout));
     assert_eq!(access.len(), 3, "{access:?}");
     assert_eq!(access[0]["client_id"], "app-a");
     assert_eq!(access[0]["granted_by"], "Admin=RoleMappings__0");

@@ -26,7 +26,7 @@ use prost::Message as _;
 use serde_json::{Value, json};
 
 use crate::support::process::{Output, ServeProcess};
-use crate::support::{client, env_for, eventually, now, start_issuer, start_stub};
+use crate::support::{access_events, client, env_for, eventually, now, start_issuer, start_stub};
 
 /// What the receiver got: every export request, decoded.
 #[derive(Clone, Default)]
@@ -169,16 +169,24 @@ async fn grpc_export(
         .expect("response"))
 }
 
-/// `halo-gateway serve` exporting traces to `endpoint` over `protocol`, once it is ready.
-/// `halo-gateway serve` exporting its spans to `endpoint` over `protocol`, logging JSON, with
-/// the default sampler (`parentbased_always_on`) unless `sampler` names one and its argument.
+/// The embedded issuer and stub Halo with `halo-gateway serve` in front of them.
+struct Exporting {
+    issuer: Issuer,
+    /// Held so the stub serves as long as the gateway does.
+    _upstream: StubUpstream,
+    gateway: ServeProcess,
+}
+
+/// Starts the issuer, the stub and `halo-gateway serve` exporting its spans to `endpoint` over
+/// `protocol`, logging JSON, with the default sampler (`parentbased_always_on`) unless
+/// `sampler` names one and its argument.
 async fn serve_exporting(
-    issuer: &Issuer,
-    upstream: &StubUpstream,
     endpoint: &str,
     protocol: &str,
     sampler: Option<(&str, &str)>,
-) -> ServeProcess {
+) -> Exporting {
+    let issuer = start_issuer().await;
+    let upstream = start_stub().await;
     let mut settings = vec![
         ("Gateway__LogFormat", "json"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
@@ -194,16 +202,20 @@ async fn serve_exporting(
         ]);
     }
     let vars = env_for(issuer.url(), &upstream.url(), &settings);
-    ServeProcess::start(vars, Output::Captured).await
+    let gateway = ServeProcess::start(vars, Output::Captured).await;
+    Exporting {
+        issuer,
+        _upstream: upstream,
+        gateway,
+    }
 }
 
 #[tokio::test]
 async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_upstream_children() {
-    let issuer = start_issuer().await;
-    let upstream = start_stub().await;
     let (otlp, received) = start_receiver().await;
-    let gateway = serve_exporting(&issuer, &upstream, &otlp, "http/protobuf", None).await;
-    let base = gateway.base.clone();
+    let traced = serve_exporting(&otlp, "http/protobuf", None).await;
+    let issuer = &traced.issuer;
+    let base = traced.gateway.base.clone();
     let http = client();
     let claims = json!({
         "iss": issuer.url(), "aud": crate::support::AUDIENCE, "sub": "0oa-trace",
@@ -216,19 +228,13 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
     let token = issuer.sign(&claims);
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_parent = "00f067aa0ba902b7";
-    let echoed: Value = http
-        .get(format!("{base}/stub/echo-headers?q=query-value"))
-        .bearer_auth(&token)
-        .header(
-            "traceparent",
-            format!("00-{client_trace}-{client_parent}-01"),
-        )
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("echo");
+    let traceparent = format!("00-{client_trace}-{client_parent}-01");
+    let echoed = echoed_headers(
+        &format!("{base}/stub/echo-headers?q=query-value"),
+        &token,
+        &[("traceparent", &traceparent)],
+    )
+    .await;
     let forwarded = echoed["headers"]["traceparent"][0]
         .as_str()
         .expect("traceparent forwarded")
@@ -254,7 +260,7 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
     .await;
 
     // Stop as Kubernetes does; the gateway flushes what is still queued.
-    let output = gateway.stop().await;
+    let output = traced.gateway.stop().await;
     let log = String::from_utf8_lossy(&output.stdout).into_owned();
 
     let spans = received.spans();
@@ -368,37 +374,40 @@ async fn requests_are_exported_as_server_spans_with_validation_key_fetch_and_ups
     }
 
     // The access log joins the traces through their ids.
-    let access: Vec<Value> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["target"] == "halo_gateway::access")
-        .collect();
+    let access = access_events(&log);
     assert_eq!(access.len(), 2, "{log}");
     assert_eq!(access[0]["trace_id"], client_trace);
     assert_eq!(access[1]["trace_id"], hex(&refused.trace_id));
 }
 
-/// The `traceparent` and `tracestate` Halo got for one GET through the gateway.
-async fn forwarded_trace_headers(
-    base: &str,
-    token: &str,
-    traceparent: Option<&str>,
-) -> (String, Option<String>) {
-    let mut request = client()
-        .get(format!("{base}/stub/echo-headers"))
-        .bearer_auth(token);
-    if let Some(traceparent) = traceparent {
-        request = request
-            .header("traceparent", traceparent)
-            .header("tracestate", "vendor=1");
+/// What Halo got for one GET of `url` (a `/stub/echo-headers` URL of the gateway) with
+/// `token` and `extra` headers: the stub's echo of the request.
+async fn echoed_headers(url: &str, token: &str, extra: &[(&str, &str)]) -> Value {
+    let mut request = client().get(url).bearer_auth(token);
+    for (name, value) in extra {
+        request = request.header(*name, *value);
     }
-    let echoed: Value = request
+    request
         .send()
         .await
         .expect("sent")
         .json()
         .await
-        .expect("echo");
+        .expect("echo")
+}
+
+/// The `traceparent` and `tracestate` Halo got for one GET through the gateway, sent with
+/// `traceparent` (and `tracestate: vendor=1`) or without either.
+async fn forwarded_trace_headers(
+    base: &str,
+    token: &str,
+    traceparent: Option<&str>,
+) -> (String, Option<String>) {
+    let trace_headers = match traceparent {
+        Some(traceparent) => vec![("traceparent", traceparent), ("tracestate", "vendor=1")],
+        None => Vec::new(),
+    };
+    let echoed = echoed_headers(&format!("{base}/stub/echo-headers"), token, &trace_headers).await;
     let header = |name: &str| echoed["headers"][name][0].as_str().map(str::to_owned);
     (
         header("traceparent").expect("traceparent forwarded"),
@@ -408,12 +417,11 @@ async fn forwarded_trace_headers(
 
 #[tokio::test]
 async fn requests_the_sampler_drops_get_no_span_but_pass_their_trace_on() {
-    let issuer = start_issuer().await;
-    let upstream = start_stub().await;
     let (otlp, received) = start_receiver().await;
     // Follows the client's decision; takes no new trace.
     let sampler = ("parentbased_traceidratio", "0");
-    let gateway = serve_exporting(&issuer, &upstream, &otlp, "http/protobuf", Some(sampler)).await;
+    let traced = serve_exporting(&otlp, "http/protobuf", Some(sampler)).await;
+    let issuer = &traced.issuer;
     let token = issuer.token_for(&issuer.clients()[1]);
     let (unsampled_trace, sampled_trace) = (
         "4bf92f3577b34da6a3ce929d0e0e4736",
@@ -424,7 +432,8 @@ async fn requests_the_sampler_drops_get_no_span_but_pass_their_trace_on() {
     // 1. The client's trace, not sampled: continued under a span id of the gateway's, still
     //    not sampled, its tracestate kept.
     let unsampled = format!("00-{unsampled_trace}-{client_parent}-00");
-    let (forwarded, state) = forwarded_trace_headers(&gateway.base, &token, Some(&unsampled)).await;
+    let (forwarded, state) =
+        forwarded_trace_headers(&traced.gateway.base, &token, Some(&unsampled)).await;
     let parts: Vec<&str> = forwarded.split('-').collect();
     assert_eq!(parts.len(), 4, "{forwarded}");
     assert_eq!(
@@ -438,7 +447,7 @@ async fn requests_the_sampler_drops_get_no_span_but_pass_their_trace_on() {
     assert_eq!(state.as_deref(), Some("vendor=1"));
 
     // 2. No traceparent: a new trace, which ratio 0 does not take; Halo still gets its context.
-    let (fresh, _) = forwarded_trace_headers(&gateway.base, &token, None).await;
+    let (fresh, _) = forwarded_trace_headers(&traced.gateway.base, &token, None).await;
     let fresh_parts: Vec<&str> = fresh.split('-').collect();
     assert_eq!(fresh_parts.len(), 4, "{fresh}");
     let fresh_trace = fresh_parts[1].to_owned();
@@ -451,14 +460,15 @@ async fn requests_the_sampler_drops_get_no_span_but_pass_their_trace_on() {
 
     // 3. The client's trace, sampled: followed, with spans.
     let sampled = format!("00-{sampled_trace}-{client_parent}-01");
-    let (forwarded, _) = forwarded_trace_headers(&gateway.base, &token, Some(&sampled)).await;
+    let (forwarded, _) =
+        forwarded_trace_headers(&traced.gateway.base, &token, Some(&sampled)).await;
     assert!(
         forwarded.starts_with(&format!("00-{sampled_trace}-")) && forwarded.ends_with("-01"),
         "{forwarded}"
     );
 
     eventually(Duration::from_secs(20), || received.server_spans() >= 1).await;
-    let output = gateway.stop().await;
+    let output = traced.gateway.stop().await;
     let spans = received.spans();
     let traces: Vec<String> = spans.iter().map(|s| hex(&s.trace_id)).collect();
     assert_eq!(received.server_spans(), 1, "{traces:?}");
@@ -477,10 +487,8 @@ async fn requests_the_sampler_drops_get_no_span_but_pass_their_trace_on() {
 
     // The access log names every request's trace, sampled or not.
     let log = String::from_utf8_lossy(&output.stdout).into_owned();
-    let logged: Vec<Value> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["target"] == "halo_gateway::access")
+    let logged: Vec<Value> = access_events(&log)
+        .into_iter()
         .map(|event| event["trace_id"].clone())
         .collect();
     assert_eq!(
@@ -496,11 +504,10 @@ async fn requests_the_sampler_drops_get_no_span_but_pass_their_trace_on() {
 
 #[tokio::test]
 async fn spans_are_exported_over_otlp_grpc_too() {
-    let issuer = start_issuer().await;
-    let upstream = start_stub().await;
     let (otlp, received) = start_grpc_receiver().await;
-    let gateway = serve_exporting(&issuer, &upstream, &otlp, "grpc", None).await;
-    let base = gateway.base.clone();
+    let traced = serve_exporting(&otlp, "grpc", None).await;
+    let issuer = &traced.issuer;
+    let base = traced.gateway.base.clone();
     let token = issuer.token_for(&issuer.clients()[1]);
     let response = client()
         .get(format!("{base}/api/v1/policies"))
@@ -510,7 +517,7 @@ async fn spans_are_exported_over_otlp_grpc_too() {
         .expect("sent");
     assert_eq!(response.status(), 200);
     eventually(Duration::from_secs(20), || received.server_spans() >= 1).await;
-    drop(gateway);
+    drop(traced);
 
     let spans = received.spans();
     let server = spans

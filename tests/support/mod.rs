@@ -324,3 +324,11 @@ pub fn sample(exposition: &str, name_and_labels: &str) -> Option<f64> {
             .flatten()
     })
 }
+
+/// The access-log events (target `halo_gateway::access`) among the lines of a JSON log.
+pub fn access_events(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["target"] == "halo_gateway::access")
+        .collect()
+}
