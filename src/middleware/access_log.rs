@@ -192,11 +192,11 @@ impl Record {
                 status: self.status,
             },
         );
-        let trace_id = spans::trace_id(&self.trace);
         tracing::info!(
             target: "halo_gateway::access",
             request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),
-            trace_id = trace_id.as_deref(),
+            // Inside the event, so the id is only formatted when the access log is on.
+            trace_id = spans::trace_id(&self.trace).as_deref(),
             method = self.method,
             path = exchange.path().unwrap_or("-"),
             query = self.query.as_deref().unwrap_or(""),
